@@ -1,0 +1,141 @@
+"""Sequential: layers applied one after another, and backpropagated in reverse order.
+
+Forward::   y = f_L(... f_2(f_1(x)))
+Backward::  the chain rule, one layer at a time from the last:
+            dL/dx = f_1.backward(f_2.backward(... f_L.backward(dL/dy)))
+Each child's backward fills its own ``grads``; the container's ``params``/``grads`` are views of its
+children's dicts, named ``"{child}.{name}"`` (``"conv1.weight"``, or ``"0.weight"`` for unnamed
+children), nesting as deep as the containers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from minialex import backend
+from minialex.errors import CheckpointError, LayerInputError
+from minialex.layers.base import Array, Layer
+
+
+class Sequential(Layer):
+    """``Sequential(layer, layer, ...)`` or ``Sequential(("conv1", layer), ("relu1", layer), ...)``."""
+
+    def __init__(self, *layers: Layer | tuple[str, Layer]) -> None:
+        self.training = True
+        self.name = "Sequential"
+        self.children: dict[str, Layer] = {}
+        for index, item in enumerate(layers):
+            key, layer = item if isinstance(item, tuple) else (str(index), item)
+            if not isinstance(layer, Layer):
+                raise LayerInputError(f"Sequential: child {key!r} is a {type(layer).__name__}, not a Layer")
+            if not isinstance(key, str) or not key or "." in key:
+                raise LayerInputError(f"Sequential: child names must be non-empty strings without '.', got {key!r}")
+            if key in self.children:
+                raise LayerInputError(f"Sequential: two children are named {key!r}")
+            self.children[key] = layer
+        self._set_names("")
+
+    def _set_names(self, prefix: str) -> None:
+        for key, layer in self.children.items():
+            path = f"{prefix}{key}"
+            if isinstance(layer, Sequential):
+                layer.name = f"Sequential '{path}'"
+                layer._set_names(path + ".")
+            else:
+                layer.name = f"{type(layer).__name__} '{path}'"
+
+    # -- parameters: assembled from the children on every access, so they are always current ----------
+    @property
+    def params(self) -> dict[str, Array]:  # type: ignore[override]
+        return {f"{key}.{name}": value for key, layer in self.children.items() for name, value in layer.params.items()}
+
+    @property
+    def grads(self) -> dict[str, Array]:  # type: ignore[override]
+        return {f"{key}.{name}": value for key, layer in self.children.items() for name, value in layer.grads.items()}
+
+    def __getitem__(self, key: int | str) -> Layer:
+        if isinstance(key, int):
+            return list(self.children.values())[key]
+        return self.children[key]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.children.values())
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """Every leaf layer with its dotted path, in forward order."""
+        for key, layer in self.children.items():
+            if isinstance(layer, Sequential):
+                yield from layer.named_layers(f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", layer
+
+    # -- the protocol -----------------------------------------------------------------------------------
+    def forward(self, x: Array) -> Array:
+        for layer in self.children.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: Array) -> Array:
+        for layer in reversed(self.children.values()):
+            dy = layer.backward(dy)
+        return dy
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = bool(mode)
+        for layer in self.children.values():
+            layer.train(mode)
+        return self
+
+    def astype(self, dtype: Any) -> Sequential:
+        for layer in self.children.values():
+            layer.astype(dtype)
+        return self
+
+    def zero_grads(self) -> None:
+        for layer in self.children.values():
+            layer.zero_grads()
+
+    def num_params(self) -> int:
+        """The number of scalar parameters."""
+        return sum(int(v.size) for v in self.params.values())
+
+    def __repr__(self) -> str:
+        lines = [f"  ({key}): " + repr(layer).replace("\n", "\n  ") for key, layer in self.children.items()]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"
+
+    # -- weights in and out, as host NumPy arrays -----------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter as a host NumPy array (a copy), keyed by its dotted name."""
+        return {name: np.array(backend.to_numpy(value)) for name, value in self.params.items()}
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "state dict") -> None:
+        """Copy ``state`` into the parameters in place (the optimiser keeps its references).
+
+        Raises :class:`~minialex.errors.CheckpointError` listing every missing, unexpected and mis-shaped
+        tensor, before anything is copied.
+        """
+        params = self.params
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        misshaped = [
+            f"{name}: expected {tuple(params[name].shape)}, got {tuple(np.shape(state[name]))}"
+            for name in params
+            if name in state and tuple(np.shape(state[name])) != tuple(params[name].shape)
+        ]
+        if missing or unexpected or misshaped:
+            parts = []
+            if missing:
+                parts.append(f"missing tensors: {', '.join(missing)}")
+            if unexpected:
+                parts.append(f"unexpected tensors: {', '.join(unexpected)}")
+            if misshaped:
+                parts.append(f"mis-shaped tensors: {'; '.join(misshaped)}")
+            raise CheckpointError(f"{source} does not fit this model: " + " | ".join(parts))
+        for name, value in params.items():
+            value[...] = backend.asarray(state[name], dtype=value.dtype)

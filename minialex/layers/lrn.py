@@ -1,0 +1,109 @@
+"""Local response normalization across channels, exactly as in the AlexNet paper (§3.3).
+
+Forward. For channel i of N channels at one pixel, with a = the input and window W(i)::
+
+    s_i = k + alpha · Σ_{j ∈ W(i)} a_j²,        W(i) = [max(0, i − ⌊n/2⌋), min(N−1, i + ⌊(n−1)/2⌋)]
+    b_i = a_i · s_i^(−beta)
+
+The paper uses n = 5, k = 2, alpha = 1e-4, beta = 0.75 (a symmetric window of 5 for odd n; an even n puts
+the extra channel before i, as PyTorch does).
+
+Conventions differ, so copy constants with care. PyTorch's ``LocalResponseNorm(size, alpha, beta, k)`` and
+Caffe's LRN layer divide alpha by the window size (and default k to 1)::
+
+    PyTorch / Caffe:  b_i = a_i · (k + (alpha'/n) Σ a_j²)^(−beta)
+
+so the paper's layer is ``torch.nn.LocalResponseNorm(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)``, and
+Caffe's ``alpha: 0.0001`` (bvlc_alexnet) is *not* the paper's: it means alpha = 2e-5 and k = 1 here.
+
+Backward. b_i depends on a_m directly (m = i) and through s_i for every i whose window holds m::
+
+    ∂b_i/∂a_m = [i = m] s_i^(−beta) − beta · a_i · s_i^(−beta−1) · 2·alpha·a_m · [m ∈ W(i)]
+
+so, with g = dL/db::
+
+    dL/da_m = g_m · s_m^(−beta) − 2·alpha·beta · a_m · Σ_{i : m ∈ W(i)} g_i · a_i · s_i^(−beta−1)
+
+and g_i · a_i · s_i^(−beta−1) = g_i · b_i / s_i. The set {i : m ∈ W(i)} is the window mirrored:
+[m − ⌊(n−1)/2⌋, m + ⌊n/2⌋], the same window when n is odd. Both sums are done as n shifted slice-adds
+over the channel axis: no loops over pixels, no cumulative sums (which lose precision in float32).
+"""
+
+from __future__ import annotations
+
+from minialex.backend import xp
+from minialex.errors import LayerInputError
+from minialex.layers.base import Array, Layer
+
+
+def channel_window_sum(a: Array, before: int, after: int) -> Array:
+    """``out[:, i] = Σ_{j=i−before}^{i+after} a[:, j]`` over the valid channels j (axis 1). Returns a new array."""
+    out = a.copy()
+    channels = a.shape[1]
+    for d in range(1, min(before, channels - 1) + 1):  # j = i − d
+        out[:, d:] += a[:, : channels - d]
+    for d in range(1, min(after, channels - 1) + 1):  # j = i + d
+        out[:, : channels - d] += a[:, d:]
+    return out
+
+
+def negative_power(s: Array, beta: float) -> Array:
+    """``s ** −beta``; for the paper's beta = 0.75 as 1/√s · √(1/√s), which is cheaper than ``power``."""
+    if beta == 0.75:
+        r = xp.sqrt(s)
+        xp.reciprocal(r, out=r)  # s^(−1/2)
+        return r * xp.sqrt(r)  # s^(−1/2) · s^(−1/4)
+    return s ** (-beta)
+
+
+class LocalResponseNorm(Layer):
+    """The paper's LRN: ``b_i = a_i / (k + alpha Σ_{j∈W(i)} a_j²)^beta`` over a window of ``size`` channels.
+
+    ``alpha`` multiplies the plain sum (it is NOT divided by ``size``); see the module docstring for the
+    PyTorch/Caffe mapping. Input (N, C, ...) with channels on axis 1; output of the same shape.
+    ``k`` must be > 0, so the denominator is never 0. Non-finite inputs: an ``inf`` or ``NaN`` in one
+    channel turns the outputs of every channel whose window contains it into ``NaN`` (inf/inf), as in PyTorch.
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise LayerInputError(f"LocalResponseNorm: size must be a positive int, got {size!r}")
+        if not alpha >= 0 or not beta >= 0 or not k > 0:
+            raise LayerInputError(
+                f"LocalResponseNorm: need alpha >= 0, beta >= 0 and k > 0, got alpha={alpha}, beta={beta}, k={k}"
+            )
+        self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
+        self._before, self._after = size // 2, (size - 1) // 2
+        self._cache: tuple[Array, Array, Array, Array] | None = None
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+    def forward(self, x: Array) -> Array:
+        self._check_float(x)
+        if x.ndim < 2:
+            raise LayerInputError(f"{self.name}: expected an input (N, C, ...), got shape {tuple(x.shape)}")
+        dtype = x.dtype.type
+        scale = channel_window_sum(x * x, self._before, self._after)
+        scale *= dtype(self.alpha)
+        scale += dtype(self.k)
+        power = negative_power(scale, self.beta)  # s^(−beta)
+        y = x * power
+        self._cache = (x, scale, power, y)
+        return y
+
+    def backward(self, dy: Array) -> Array:
+        self._require_forward(self._cache)
+        x, scale, power, y = self._cache
+        self._check_grad(dy, x.shape, x.dtype)
+        dtype = x.dtype.type
+        t = dy * y
+        t /= scale  # g_i · a_i · s_i^(−beta−1)
+        # Sum over the mirrored window {i : m ∈ W(i)}: `after` channels before m and `before` after it.
+        u = channel_window_sum(t, self._after, self._before)
+        u *= x
+        u *= dtype(2.0 * self.alpha * self.beta)
+        dx = dy * power
+        dx -= u
+        return dx

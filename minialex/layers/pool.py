@@ -1,0 +1,105 @@
+"""Max-pooling with overlapping windows: AlexNet's 3x3 windows at stride 2 ([P] §3.4).
+
+Shapes::
+
+    x (N, C, H, W)  ->  y (N, C, OH, OW),   OH = floor((H + 2p − k) / s) + 1
+
+Forward. Every output is the maximum of its k×k window. Instead of building windows, we walk the k²
+offsets (i, j) of a window: for one offset, the pixels all windows see form a strided slice of the
+input, ``x[:, :, i::s, j::s]`` (OH×OW of them). A running maximum over the k² slices gives y, and a small
+integer ``argmax[n, c, oh, ow] ∈ [0, k²)`` records which offset won. A later offset wins only if it is
+*strictly* greater, so a tie goes to the first maximum in row-major window order (PyTorch's rule).
+Padding counts as −inf: it is never the maximum.
+
+Backward. y = x[window's argmax], so dL/dx gets dL/dy at the winning pixel and 0 elsewhere. With
+k > s, windows overlap (a pixel can win in up to ⌈k/s⌉² windows), so the contributions must be
+*accumulated*: ``dx[slice of offset o] += dy · [argmax = o]`` for each offset o. An assignment ``=``
+instead of ``+=`` would pass tests with 2×2/2 pooling and fail silently with AlexNet's 3×3/2.
+
+Non-finite inputs: +inf wins its window like any other value; a NaN in a window makes that output NaN
+(as in PyTorch); its gradient goes to where the running maximum stood when the first NaN was met
+(to the NaN itself when it is the window's first entry).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minialex.backend import xp
+from minialex.errors import LayerInputError
+from minialex.layers.base import Array, Layer
+from minialex.layers.im2col import IntPair, conv_output_size, pad_spatial, pair
+
+
+class MaxPool2d(Layer):
+    """Max over ``kernel_size`` windows moved by ``stride`` (default 3 and 2: overlapping pooling)."""
+
+    def __init__(self, kernel_size: IntPair = 3, stride: IntPair | None = 2, padding: IntPair = 0) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "MaxPool2d: kernel_size")
+        self.stride = pair(stride if stride is not None else kernel_size, "MaxPool2d: stride")
+        self.padding = pair(padding, "MaxPool2d: padding")
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+            raise LayerInputError(
+                f"MaxPool2d: kernel_size and stride must be >= 1 and padding >= 0, got "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+            )
+        if 2 * ph > kh or 2 * pw > kw:
+            raise LayerInputError(
+                f"MaxPool2d: padding {self.padding} must be at most half the kernel {self.kernel_size}"
+            )
+        if kh * kw > 255:
+            raise LayerInputError(f"MaxPool2d: kernel {kh}x{kw} has more than 255 offsets; the argmax is kept in uint8")
+        self._cache: tuple[Array, tuple[int, ...], np.dtype] | None = None
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}" + (
+            f", padding={self.padding}" if self.padding != (0, 0) else ""
+        )
+
+    def output_shape(self, input_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """(N, C, OH, OW) for an input of shape (N, C, H, W)."""
+        n, c, h, w = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return n, c, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        kh, kw = self.kernel_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def forward(self, x: Array) -> Array:
+        self._check_ndim(x, 4, "(N, C, H, W)")
+        _, _, oh, ow = self.output_shape(x.shape)
+        if oh < 1 or ow < 1:
+            raise LayerInputError(
+                f"{self.name}: kernel {self.kernel_size} is larger than the padded input "
+                f"{x.shape[2] + 2 * self.padding[0]}x{x.shape[3] + 2 * self.padding[1]} (input shape {tuple(x.shape)})"
+            )
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        xpad = pad_spatial(x, ph, pw, value=-np.inf)
+        y = argmax = None
+        for o, (i, j) in enumerate(self._offsets()):
+            window_pixels = xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
+            if y is None:
+                y = window_pixels.copy(order="K")
+                argmax = xp.zeros(y.shape, dtype=xp.uint8)
+                continue
+            wins = window_pixels > y  # strict: ties keep the earlier offset
+            xp.maximum(y, window_pixels, out=y)  # NaN propagates, as in PyTorch
+            # Offsets grow, so the last offset that won is the largest: a max instead of a where.
+            xp.maximum(argmax, wins * np.uint8(o), out=argmax)
+        self._cache = (argmax, tuple(x.shape), x.dtype)
+        return y
+
+    def backward(self, dy: Array) -> Array:
+        self._require_forward(self._cache)
+        argmax, x_shape, dtype = self._cache
+        self._check_grad(dy, argmax.shape, dtype)
+        n, c, h, w = x_shape
+        _, _, oh, ow = argmax.shape
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        dxpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
+        for o, (i, j) in enumerate(self._offsets()):
+            dxpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += dy * (argmax == o)
+        return dxpad[:, :, ph : ph + h, pw : pw + w]
