@@ -17,6 +17,7 @@ class Flatten(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._shape: tuple[int, ...] | None = None
+        self._dtype = None
 
     def forward(self, x: Array) -> Array:
         self._check_float(x)
@@ -24,11 +25,11 @@ class Flatten(Layer):
             raise LayerInputError(
                 f"{self.name}: expected an input with a batch axis and at least one more, got shape {tuple(x.shape)}"
             )
-        self._shape = tuple(x.shape)
+        self._shape, self._dtype = tuple(x.shape), x.dtype
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy: Array) -> Array:
         self._require_forward(self._shape)
         n = self._shape[0]
-        self._check_grad(dy, (n, math.prod(self._shape[1:])), dy.dtype)
+        self._check_grad(dy, (n, math.prod(self._shape[1:])), self._dtype)
         return dy.reshape(self._shape)
