@@ -230,7 +230,7 @@ def test_dy_of_another_dtype_is_rejected(case):
         layer.backward(randn(tuple(y.shape), seed=0, dtype=np.float32))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("conv", "linear", "sequential")], ids=str)
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("conv", "linear", "sequential")], ids=lambda c: c.id)
 @pytest.mark.parametrize(("layer_dtype", "input_dtype"), [("float32", "float64"), ("float64", "float32")])
 def test_parameter_and_input_dtype_mismatch_is_rejected(case, layer_dtype, input_dtype):
     layer, x = make(case, layer_dtype)
