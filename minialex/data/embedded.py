@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,11 @@ def locate() -> Path:
 def parse_csv(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse the gzipped CSV into images (5000, 1, 28, 28) uint8 and labels (5000,) int64."""
     try:
-        table = np.loadtxt(io.BytesIO(gzip.decompress(raw)), delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, ValueError) as exc:
+        text = gzip.decompress(raw)
+        if not text.strip():
+            raise DataError(f"{source}: the CSV is empty")
+        table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise DataError(f"{source}: not a readable CSV of integers ({exc})") from exc
     if table.shape != (ROWS, PIXELS + 1):
         raise DataError(f"{source}: expected {ROWS}×{PIXELS + 1} values, got {table.shape}")

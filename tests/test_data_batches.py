@@ -1,0 +1,79 @@
+"""The seeded mini-batch iterator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minialex
+from minialex.data import iterate_batches, num_batches
+from minialex.errors import ConfigError, DataError
+
+
+def data(n: int = 10):
+    images = np.arange(n * 4, dtype=np.uint8).reshape(n, 1, 2, 2)
+    return images, np.arange(n, dtype=np.int64)
+
+
+@pytest.mark.parametrize(
+    "n, batch, drop_last, sizes",
+    [(10, 4, False, [4, 4, 2]), (10, 4, True, [4, 4]), (8, 4, True, [4, 4]), (3, 8, False, [3]), (3, 8, True, [])],
+)
+def test_batch_sizes_and_last_batch(n, batch, drop_last, sizes):
+    images, labels = data(n)
+    got = list(iterate_batches(images, labels, batch, shuffle=True, drop_last=drop_last))
+    assert [len(y) for _, y in got] == sizes == [len(x) for x, _ in got]
+    assert len(got) == num_batches(n, batch, drop_last)
+
+
+def test_unshuffled_order_and_pairing():
+    images, labels = data()
+    got = list(iterate_batches(images, labels, 3, shuffle=False))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in got]), labels)
+    for x, y in got:
+        assert x.dtype == np.uint8
+        np.testing.assert_array_equal(x, images[y])
+
+
+def test_shuffled_epoch_is_a_permutation_with_pairs_kept():
+    images, labels = data(50)
+    got = list(iterate_batches(images, labels, 7, shuffle=True))
+    seen = np.concatenate([y for _, y in got])
+    assert not np.array_equal(seen, labels)
+    np.testing.assert_array_equal(np.sort(seen), labels)
+    for x, y in got:
+        np.testing.assert_array_equal(x, images[y])
+
+
+def test_order_is_reproducible_from_the_seed_and_differs_between_epochs():
+    images, labels = data(50)
+
+    def epoch():
+        return np.concatenate([y for _, y in iterate_batches(images, labels, 8, shuffle=True)])
+
+    minialex.seed(7)
+    first, second = epoch(), epoch()
+    minialex.seed(7)
+    np.testing.assert_array_equal(epoch(), first)
+    assert not np.array_equal(first, second)
+
+
+def test_explicit_generator():
+    images, labels = data(50)
+    a = [y for _, y in iterate_batches(images, labels, 8, True, rng=np.random.default_rng(3))]
+    b = [y for _, y in iterate_batches(images, labels, 8, True, rng=np.random.default_rng(3))]
+    for ya, yb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.5, True])
+def test_bad_batch_size(batch):
+    images, labels = data()
+    with pytest.raises(ConfigError, match="batch_size"):
+        next(iterate_batches(images, labels, batch, shuffle=False))
+
+
+def test_mismatched_lengths():
+    images, labels = data()
+    with pytest.raises(DataError, match="10 images but 9 labels"):
+        next(iterate_batches(images, labels[:9], 2, shuffle=False))
