@@ -74,8 +74,11 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike) -> 
     source = os.fspath(archive)
     if not archive.is_file():
         raise DataError(f"{source}: expected a tar archive, found {'a directory' if archive.is_dir() else 'nothing'}")
-    destination.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination))
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination))
+    except OSError as exc:
+        raise DataError(f"{destination}: cannot create the extraction folder ({exc}); pass another --data-dir") from exc
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:

@@ -23,7 +23,7 @@ from minialex.data import cifar, embedded, idx
 from minialex.data.archive import safe_extract
 from minialex.data.download import RemoteFile, cache_dir, fetch
 from minialex.data.record import Dataset, channel_stats
-from minialex.errors import ConfigError
+from minialex.errors import ConfigError, DataError
 
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -136,9 +136,13 @@ def _load_cifar(name: str, source: Source, data_dir: str | os.PathLike | None, d
     folder = root / cifar.FOLDER
     stamp = root / ".extracted-from"
     # Re-extract whenever the archive changed (its verified hash is the stamp).
-    if not (folder.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.files[0].sha256):
-        safe_extract(archive, root)
-        stamp.write_text(source.files[0].sha256 + "\n")
+    try:
+        done = folder.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.files[0].sha256
+        if not done:
+            safe_extract(archive, root)
+            stamp.write_text(source.files[0].sha256 + "\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{root}: cannot extract {archive.name} there ({exc}); remove the folder and retry") from exc
     per_batch = source.test_count
     if source.train_count != per_batch * len(cifar.TRAIN_BATCHES):
         raise ConfigError(f"{name}: train_count {source.train_count} must be 5 × test_count {per_batch}")
