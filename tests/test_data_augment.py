@@ -92,6 +92,17 @@ def test_random_crop_covers_every_offset_and_keeps_dtype():
     assert len(set(zip(tops.tolist(), lefts.tolist(), strict=True))) == 9
 
 
+def test_window_gather_paths_agree():
+    from minialex.data.augment import _gather_windows
+
+    x = dev(ramp(n=5, c=3, h=7, w=6))
+    top, left = dev(np.array([0, 3, 1, 2, 3])), dev(np.array([2, 0, 1, 2, 0]))
+    view = host(_gather_windows(x, top, left, 4, 4, use_view=True))
+    index = host(_gather_windows(x, top, left, 4, 4, use_view=False))
+    np.testing.assert_array_equal(view, index)
+    np.testing.assert_array_equal(view[1], ramp(n=5, c=3, h=7, w=6)[1, :, 3:7, 0:4])
+
+
 def test_random_crop_rejects_impossible_sizes():
     with pytest.raises(ConfigError, match="does not fit"):
         random_crop(dev(ramp()), 9)

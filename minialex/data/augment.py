@@ -114,9 +114,21 @@ def random_crop(x: Any, size: int | tuple[int, int], padding: int = 0) -> Any:
     rng = backend.host_rng()
     top = xp.asarray(rng.integers(0, height - h + 1, size=n))
     left = xp.asarray(rng.integers(0, width - w + 1, size=n))
-    # windows[i, c, r, s] is the h×w window whose top-left corner is (r, s); pick (top_i, left_i) per image.
-    windows = xp.lib.stride_tricks.sliding_window_view(x, (h, w), axis=(2, 3))
-    return windows[xp.arange(n), :, top, left]
+    return _gather_windows(x, top, left, h, w)
+
+
+def _gather_windows(x: Any, top: Any, left: Any, h: int, w: int, use_view: bool = True) -> Any:
+    """out[i] = x[i, :, top_i : top_i + h, left_i : left_i + w], as one gather (no loop over the batch)."""
+    xp = backend.xp
+    n = x.shape[0]
+    if use_view and hasattr(xp.lib.stride_tricks, "sliding_window_view"):
+        # windows[i, c, r, s] is the h×w window whose top-left corner is (r, s); pick (top_i, left_i) per image.
+        windows = xp.lib.stride_tricks.sliding_window_view(x, (h, w), axis=(2, 3))
+        return windows[xp.arange(n), :, top, left]
+    # Fallback (CuPy < 13): explicit row and column indices, broadcast to (N, C, h, w).
+    rows = (top[:, None] + xp.arange(h))[:, None, :, None]
+    cols = (left[:, None] + xp.arange(w))[:, None, None, :]
+    return x[xp.arange(n)[:, None, None, None], xp.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
 def random_flip(x: Any, p: float = 0.5) -> Any:
