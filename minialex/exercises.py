@@ -1,0 +1,355 @@
+"""Graders for the exercises in ``tutorials/``: each checks a learner's function and prints a verdict.
+
+Every ``check_*`` function takes the learner's function, runs it on fresh inputs it builds itself, compares
+the answer with an independent reference (finite differences, or minialex's own tested layers) and prints
+one line:
+
+* ``PASS <exercise>: ...`` with the figure that was checked (e.g. the worst relative error);
+* ``FAIL <exercise>: ...`` with what was expected, what came back and, where a classic mistake explains
+  the difference, a hint;
+* ``<exercise>: not yet implemented ...`` while the function still raises ``NotImplementedError``.
+
+A checker never raises (a crash inside the learner's code is reported as a FAIL) and returns ``None``, so
+the notebook's check cells run cleanly whether or not the exercise is solved. Reference solutions are in
+``tutorials/solutions/``.
+
+Everything here runs on the host in float64 NumPy (the tutorials use the NumPy backend): finite
+differences in float32 are noise (see :mod:`minialex.gradcheck`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minialex import backend
+from minialex.gradcheck import numerical_gradient, rel_error, tie_free
+from minialex.layers import LocalResponseNorm, MaxPool2d, SoftmaxCrossEntropy, col2im, im2col
+
+GRAD_TOL = 1e-6  # the project's bound for float64 gradient checks
+EXACT_TOL = 1e-12  # for answers that are sums of a few copies of the same numbers
+
+
+class _Fail(Exception):
+    """A wrong answer: the message says what was expected."""
+
+
+def _grade(name: str, body: Callable[[], str]) -> None:
+    """Run one exercise's checks and print PASS, FAIL or not-yet-implemented."""
+    try:
+        detail = body()
+    except NotImplementedError:
+        print(
+            f"{name}: not yet implemented. Replace `raise NotImplementedError` in the exercise cell above, "
+            "run that cell, then run this one again."
+        )
+        return
+    except _Fail as exc:
+        print(f"FAIL {name}: {exc}")
+        return
+    except Exception as exc:  # the learner's code crashed: report it, do not crash the notebook
+        print(f"FAIL {name}: your function raised {type(exc).__name__}: {exc}")
+        return
+    print(f"PASS {name}: {detail}")
+
+
+def _host(a: Any) -> np.ndarray:
+    return np.asarray(backend.to_numpy(a))
+
+
+def _array(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The learner's answer as a float64 host array of the expected shape (or a FAIL saying why not)."""
+    if value is None:
+        raise _Fail(f"{what} is None; did you forget a `return`?")
+    try:
+        arr = _host(value)
+    except Exception as exc:
+        raise _Fail(f"{what} is a {type(value).__name__}, not an array ({exc})") from exc
+    if arr.shape != tuple(shape):
+        raise _Fail(f"{what} should have shape {tuple(shape)}, got {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise _Fail(f"{what} should be a float array, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _close(answer: np.ndarray, reference: np.ndarray, what: str, tol: float, hint: str = "") -> float:
+    err = rel_error(answer, reference)
+    if not err <= tol:  # also catches NaN
+        raise _Fail(f"{what} differs from the reference (relative error {err:.2e} > {tol:.0e}).{hint}")
+    return err
+
+
+def _unchanged(before: np.ndarray, after: np.ndarray, what: str) -> None:
+    if not np.array_equal(before, _host(after)):
+        raise _Fail(f"your function modified its input {what} in place; compute a new array instead")
+
+
+# --------------------------------------------------------------------------------------------------------
+# 01: the chain rule
+
+
+def check_linear_backward(fn: Callable[..., Any]) -> None:
+    """``fn(x, weight, dy) -> (dx, dweight, dbias)`` for ``y = x @ weight.T + bias``, checked against finite
+    differences of ``L = Σ y · dy``."""
+
+    def body() -> str:
+        rng = np.random.default_rng(1)
+        x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+        dy = rng.standard_normal((5, 3))
+        copies = x.copy(), w.copy(), dy.copy()
+        result = fn(x, w, dy)
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise _Fail("return a tuple (dx, dweight, dbias)")
+        for before, after, what in zip(copies, (x, w, dy), ("x", "weight", "dy"), strict=True):
+            _unchanged(before, after, what)
+        dx = _array(result[0], "dx", x.shape)
+        dw = _array(result[1], "dweight", w.shape)
+        db = _array(result[2], "dbias", b.shape)
+
+        def loss() -> float:
+            return float(((x @ w.T + b) * dy).sum())
+
+        errors = [
+            _close(dx, numerical_gradient(loss, x), "dx", GRAD_TOL, " Expected dy @ weight."),
+            _close(dw, numerical_gradient(loss, w), "dweight", GRAD_TOL, " Expected dy.T @ x (shape out × in)."),
+            _close(db, numerical_gradient(loss, b), "dbias", GRAD_TOL, " Expected dy summed over the batch axis."),
+        ]
+        return f"dx, dweight and dbias match finite differences (worst relative error {max(errors):.1e})"
+
+    _grade("linear_backward", body)
+
+
+def check_softmax_ce_backward(fn: Callable[..., Any]) -> None:
+    """``fn(logits, labels) -> dlogits`` for the mean softmax cross-entropy, checked against finite
+    differences of minialex's loss, then on logits large enough to overflow a naive ``exp``."""
+
+    def body() -> str:
+        rng = np.random.default_rng(2)
+        logits, labels = rng.standard_normal((6, 5)) * 3, rng.integers(0, 5, 6)
+        before = logits.copy()
+        grad = _array(fn(logits, labels), "dlogits", logits.shape)
+        _unchanged(before, logits, "logits")
+        ce = SoftmaxCrossEntropy()
+
+        def loss() -> float:
+            return float(ce.forward(logits, labels))
+
+        numeric = numerical_gradient(loss, logits)
+        if rel_error(grad * logits.shape[0], numeric) <= GRAD_TOL:
+            raise _Fail("your gradient is N times too small: divide by N once (the loss is a mean over the batch)")
+        if rel_error(grad / logits.shape[0], numeric) <= GRAD_TOL:
+            raise _Fail("your gradient is N times too large: the loss is the *mean* over the batch, divide by N")
+        err = _close(grad, numeric, "dlogits", GRAD_TOL, " Expected (softmax(logits) − onehot(labels)) / N.")
+        big = logits + 1000.0  # softmax is unchanged by a constant shift, so the gradient must be too
+        with np.errstate(all="ignore"):
+            grad_big = _array(fn(big, labels), "dlogits for logits near 1000", big.shape)
+        if not np.all(np.isfinite(grad_big)):
+            raise _Fail("logits near 1000 give inf/NaN: subtract each row's maximum before exp (log-sum-exp)")
+        _close(grad_big, grad, "dlogits for logits shifted by +1000", 1e-9, " Softmax is shift invariant.")
+        return f"matches finite differences (relative error {err:.1e}) and is stable for logits near 1000"
+
+    _grade("softmax_ce_backward", body)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 02: convolution as a matrix product
+
+# (x shape, kernel (kh, kw), stride, padding): single and multi-channel, padding, strides that do not tile
+_IM2COL_CASES = [
+    ((1, 1, 4, 4), (3, 3), 1, 0),
+    ((2, 3, 5, 6), (3, 2), 2, 1),
+    ((1, 2, 7, 7), (3, 3), 3, 0),
+    ((2, 1, 9, 9), (5, 5), 2, 2),
+]
+
+
+def check_im2col(fn: Callable[..., Any]) -> None:
+    """``fn(x, kh, kw, stride, padding) -> cols`` of shape (C·KH·KW, N·OH·OW), rows (c, i, j), columns
+    (n, oh, ow); compared entry by entry with :func:`minialex.layers.im2col`."""
+
+    def body() -> str:
+        rng = np.random.default_rng(3)
+        for shape, (kh, kw), s, p in _IM2COL_CASES:
+            x = rng.standard_normal(shape)
+            before = x.copy()
+            expected = _host(im2col(x, (kh, kw), s, p))
+            where = f"x {shape}, kernel {kh}x{kw}, stride {s}, padding {p}"
+            got = _array(fn(x, kh, kw, s, p), f"cols for {where}", expected.shape)
+            _unchanged(before, x, "x")
+            if not np.array_equal(got, expected):
+                hint = ""
+                if np.array_equal(np.sort(got, axis=None), np.sort(expected, axis=None)):
+                    hint = " The right numbers are there in the wrong places: check the row order (c, i, j) and column order (n, oh, ow)."
+                raise _Fail(f"cols differ for {where}.{hint}")
+        return f"identical to minialex's im2col on {len(_IM2COL_CASES)} cases (padding, strides, several channels)"
+
+    _grade("im2col_naive", body)
+
+
+def check_col2im(fn: Callable[..., Any]) -> None:
+    """``fn(cols, x_shape, kh, kw, stride, padding) -> dx``: the adjoint of im2col, checked with the identity
+    <col2im(C), X> = <C, im2col(X)> and against :func:`minialex.layers.col2im`."""
+
+    def body() -> str:
+        rng = np.random.default_rng(4)
+        worst = 0.0
+        for shape, (kh, kw), s, p in _IM2COL_CASES:
+            x = rng.standard_normal(shape)
+            cols_x = _host(im2col(x, (kh, kw), s, p))
+            c = rng.standard_normal(cols_x.shape)
+            before = c.copy()
+            where = f"x {shape}, kernel {kh}x{kw}, stride {s}, padding {p}"
+            got = _array(fn(c, shape, kh, kw, s, p), f"dx for {where}", shape)
+            _unchanged(before, c, "cols")
+            lhs, rhs = float((got * x).sum()), float((c * cols_x).sum())
+            gap = abs(lhs - rhs) / max(abs(lhs) + abs(rhs), 1e-12)
+            if gap > EXACT_TOL:
+                raise _Fail(
+                    f"<col2im(C), X> = {lhs:.6f} but <C, im2col(X)> = {rhs:.6f} for {where}: not the adjoint. "
+                    "Did you assign (=) where overlapping windows must add (+=)?"
+                )
+            worst = max(worst, _close(got, _host(col2im(c, shape, (kh, kw), s, p)), f"dx for {where}", EXACT_TOL))
+        return f"<col2im(C), X> = <C, im2col(X)> on {len(_IM2COL_CASES)} cases; equal to minialex's col2im"
+
+    _grade("col2im_naive", body)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 03: ReLU, max-pool, dropout
+
+
+def check_relu_backward(fn: Callable[..., Any]) -> None:
+    """``fn(x, dy) -> dx`` for ``y = max(0, x)``: finite differences away from the kink, exact zeros where
+    x <= 0, dy not modified, dtype kept."""
+
+    def body() -> str:
+        x = _host(tie_free((3, 4, 5)))
+        dy = np.random.default_rng(5).standard_normal(x.shape)
+        copies = x.copy(), dy.copy()
+        dx = _array(fn(x, dy), "dx", x.shape)
+        _unchanged(copies[0], x, "x")
+        _unchanged(copies[1], dy, "dy")
+
+        def loss() -> float:
+            return float((np.maximum(x, 0) * dy).sum())
+
+        err = _close(dx, numerical_gradient(loss, x), "dx", GRAD_TOL, " Expected dy where x > 0 and 0 elsewhere.")
+        x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+        out32 = _host(fn(x32, dy32))
+        if out32.dtype != np.float32:
+            raise _Fail(f"float32 inputs gave a {out32.dtype} gradient: keep the input's dtype (no silent upcast)")
+        at_zero = _host(fn(np.zeros(3), np.ones(3)))
+        if not np.array_equal(at_zero, np.zeros(3)):
+            raise _Fail(
+                f"at x = 0 exactly the gradient should be 0 (the convention of minialex and PyTorch), got {at_zero}"
+            )
+        return f"matches finite differences (relative error {err:.1e}), 0 at the kink, float32 stays float32"
+
+    _grade("relu_backward", body)
+
+
+def check_maxpool_backward(fn: Callable[..., Any]) -> None:
+    """``fn(x, dy, kernel, stride) -> dx`` for max-pooling (no padding): compared exactly with
+    :class:`minialex.layers.MaxPool2d` on overlapping windows, with and without ties."""
+
+    def body() -> str:
+        rng = np.random.default_rng(6)
+        cases = [
+            ("distinct values, 3x3 windows at stride 2 (overlapping)", _host(tie_free((2, 2, 7, 7))), 3, 2),
+            ("ties (integers 0..3), 3x3 windows at stride 2", rng.integers(0, 4, (2, 2, 7, 7)).astype(float), 3, 2),
+            ("a constant image (every window is one big tie)", np.ones((1, 1, 5, 5)), 3, 2),
+            ("2x2 windows at stride 2 (no overlap)", _host(tie_free((1, 2, 6, 6), seed=1)), 2, 2),
+        ]
+        for what, x, k, s in cases:
+            pool = MaxPool2d(k, s)
+            y = _host(pool.forward(x))
+            dy = rng.standard_normal(y.shape)
+            expected = _host(pool.backward(dy))
+            before = x.copy(), dy.copy()
+            got = _array(fn(x, dy, k, s), f"dx ({what})", x.shape)
+            _unchanged(before[0], x, "x")
+            _unchanged(before[1], dy, "dy")
+            if not np.allclose(got, expected, rtol=0, atol=EXACT_TOL):
+                hint = ""
+                if "overlapping" in what:
+                    hint = " A pixel that wins several overlapping windows collects dy from each: use += , not =."
+                elif "tie" in what:
+                    hint = " On a tie, only the first maximum in row-major window order gets the gradient."
+                raise _Fail(f"dx differs from the reference for {what}.{hint}")
+        return "identical to MaxPool2d's backward with overlapping windows, ties (first maximum) and 2x2/2"
+
+    _grade("maxpool_backward", body)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 04: local response normalisation
+
+_LRN_CASES = [(5, 1e-4, 0.75, 2.0), (3, 0.5, 0.75, 1.0), (4, 0.3, 0.6, 1.5), (5, 0.2, 0.75, 2.0)]
+
+
+def check_lrn_forward(fn: Callable[..., Any]) -> None:
+    """``fn(a, size, alpha, beta, k) -> b`` over channels (axis 1), the paper's convention (alpha not divided
+    by size); compared with :class:`minialex.layers.LocalResponseNorm`."""
+
+    def body() -> str:
+        rng = np.random.default_rng(7)
+        a = rng.standard_normal((2, 7, 3, 3)) * 3
+        before = a.copy()
+        worst = 0.0
+        for size, alpha, beta, k in _LRN_CASES:
+            expected = _host(LocalResponseNorm(size, alpha, beta, k).forward(a))
+            where = f"size={size}, alpha={alpha}, beta={beta}, k={k}"
+            got = _array(fn(a, size, alpha, beta, k), f"b ({where})", a.shape)
+            _unchanged(before, a, "a")
+            if rel_error(got, expected) > 1e-12:
+                hint = ""
+                torch_style = _host(LocalResponseNorm(size, alpha / size, beta, k).forward(a))
+                if rel_error(got, torch_style) <= 1e-12:
+                    hint = (
+                        " Your layer divides alpha by size: that is PyTorch's and Caffe's convention, not the paper's."
+                    )
+                raise _Fail(f"b differs from the reference for {where}.{hint}")
+            worst = max(worst, rel_error(got, expected))
+        return f"matches LocalResponseNorm for {len(_LRN_CASES)} settings, odd and even windows (error {worst:.1e})"
+
+    _grade("lrn_forward", body)
+
+
+def check_lrn_backward(fn: Callable[..., Any]) -> None:
+    """``fn(a, dy, size, alpha, beta, k) -> da``: finite differences of ``Σ LRN(a) · dy`` with large alpha, so
+    that the window term of the gradient is as large as the direct one and no mistake hides."""
+
+    def body() -> str:
+        rng = np.random.default_rng(8)
+        worst = 0.0
+        for size, alpha, beta, k in _LRN_CASES[1:]:
+            a = rng.standard_normal((2, 6, 2, 2))
+            layer = LocalResponseNorm(size, alpha, beta, k)
+            dy = rng.standard_normal(a.shape)
+            before = a.copy(), dy.copy()
+            where = f"size={size}, alpha={alpha}, beta={beta}, k={k}"
+            got = _array(fn(a, dy, size, alpha, beta, k), f"da ({where})", a.shape)
+            _unchanged(before[0], a, "a")
+            _unchanged(before[1], dy, "dy")
+
+            def loss(layer: LocalResponseNorm = layer, a: np.ndarray = a, dy: np.ndarray = dy) -> float:
+                return float((_host(layer.forward(a)) * dy).sum())
+
+            worst = max(worst, _close(got, numerical_gradient(loss, a), f"da ({where})", GRAD_TOL))
+        return f"matches finite differences with large alpha, odd and even windows (worst error {worst:.1e})"
+
+    _grade("lrn_backward", body)
+
+
+__all__ = [
+    "check_col2im",
+    "check_im2col",
+    "check_linear_backward",
+    "check_lrn_backward",
+    "check_lrn_forward",
+    "check_maxpool_backward",
+    "check_relu_backward",
+    "check_softmax_ce_backward",
+]

@@ -1,0 +1,231 @@
+"""The tutorials: every notebook runs top to bottom, its exercise checks accept the reference solutions and
+report unsolved stubs without crashing, and each committed notebook matches its readable source.
+
+The notebooks run in a real Jupyter kernel through nbclient. The kernel is this test's own interpreter
+(``tutorials/build.py`` writes a ``python3`` kernelspec for ``sys.executable`` into a temporary directory), so a
+fresh virtual environment from ``.ci/run`` needs no ``ipykernel install`` and no user kernelspec can interfere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from minialex import backend
+
+nbformat = pytest.importorskip("nbformat", reason="the notebooks extra (nbformat, nbclient, ipykernel) is missing")
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = ROOT / "tutorials"
+CELL_TIMEOUT_S = 120
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("minialex_tutorials_build", TUTORIALS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build()
+SOURCES = build.source_files()
+NAMES = [source.stem for source in SOURCES]
+
+
+def _tagged(nb, tag: str) -> list:
+    return [cell for cell in nb.cells if tag in cell.metadata.get("tags", [])]
+
+
+def _summary(nb) -> list[tuple[str, str, list[str]]]:
+    return [(cell.cell_type, cell.source, list(cell.metadata.get("tags", []))) for cell in nb.cells]
+
+
+def test_every_notebook_has_its_source_solutions_and_readme_entry():
+    assert SOURCES, f"no tutorial sources in {build.SOURCE_DIR}"
+    committed = sorted(path.stem for path in TUTORIALS.glob("*.ipynb"))
+    assert committed == NAMES, "every tutorials/source/NN_*.py has its tutorials/NN_*.ipynb and vice versa"
+    readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
+    for name in NAMES:
+        assert f"{name}.ipynb" in readme, f"tutorials/README.md does not mention {name}.ipynb"
+        nb = build.parse_source(build.SOURCE_DIR / f"{name}.py")
+        exercises, checks = _tagged(nb, "exercise"), _tagged(nb, "check")
+        assert exercises, f"{name} has no exercise cell"
+        assert len(checks) == len(exercises), f"{name}: every exercise cell needs its check cell"
+        assert (TUTORIALS / "solutions" / f"{name}.py").is_file(), f"tutorials/solutions/{name}.py is missing"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_matches_its_source(name):
+    committed = nbformat.read(TUTORIALS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(committed)
+    fresh = build.parse_source(build.SOURCE_DIR / f"{name}.py")
+    assert _summary(committed) == _summary(fresh), (
+        f"tutorials/{name}.ipynb is out of date with tutorials/source/{name}.py: run `python tutorials/build.py {name[:2]}`"
+    )
+    for cell in committed.cells:
+        if cell.cell_type == "code":
+            assert cell.execution_count is None and "execution" not in cell.metadata, "run the build's normalise step"
+            assert not [o for o in cell.outputs if o.output_type == "error"], f"{name}: a committed cell shows an error"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_solutions_pass_the_notebooks_checks(name):
+    """Each check cell of the notebook, run after the solutions file, prints PASS (no kernel needed)."""
+    if backend.name != "numpy":
+        pytest.skip(f"the tutorials and their graders run on the NumPy backend (this run uses {backend.name})")
+    namespace: dict = {"__name__": f"solutions_{name}"}
+    solution = TUTORIALS / "solutions" / f"{name}.py"
+    exec(compile(solution.read_text(encoding="utf-8"), str(solution), "exec"), namespace)
+    exec("from minialex import exercises", namespace)
+    checks = _tagged(build.parse_source(build.SOURCE_DIR / f"{name}.py"), "check")
+    for cell in checks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(cell.source, f"{name} check cell", "exec"), namespace)
+        lines = out.getvalue().strip().splitlines()
+        assert lines and all(line.startswith("PASS ") for line in lines), f"{name}: {cell.source!r} printed {lines}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom(name, monkeypatch):
+    """Execute the committed notebook in a fresh kernel with its exercises unsolved, as a learner meets it."""
+    pytest.importorskip("nbclient", reason="the notebooks extra (nbclient) is missing")
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the kernel inherits this environment
+    monkeypatch.setenv("MINIALEX_BACKEND", "numpy")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    nb = nbformat.read(TUTORIALS / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    try:
+        build.execute(nb, cwd=TUTORIALS, timeout=CELL_TIMEOUT_S)
+    except CellExecutionError as exc:
+        pytest.fail(f"tutorials/{name}.ipynb failed:\n{exc}")
+    for cell in _tagged(nb, "check"):
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        assert re.search(r"not yet implemented", text), f"{name}: the unsolved check cell printed {text!r}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# The graders must be able to fail: each gets a classic wrong answer and must say FAIL (with its hint).
+
+
+def _solution(name: str) -> dict:
+    namespace: dict = {"__name__": f"solutions_{name}"}
+    path = TUTORIALS / "solutions" / f"{name}.py"
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return namespace
+
+
+def _wrong_answers() -> list[tuple[str, str, object, str]]:
+    """(checker, description, wrong function, a phrase the verdict must contain)."""
+    import numpy as np
+
+    s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
+    s4 = _solution("04_local_response_norm")
+
+    def softmax_ce_no_mean(logits, labels):
+        return s1["softmax_ce_backward"](logits, labels) * len(labels)
+
+    def softmax_ce_unstable(logits, labels):
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        p[np.arange(len(labels)), labels] -= 1
+        return p / len(labels)
+
+    def im2col_wrong_row_order(x, kh, kw, stride=1, padding=0):
+        cols = s2["im2col_naive"](x, kh, kw, stride, padding)
+        c = x.shape[1]
+        return cols.reshape(c, kh * kw, -1).transpose(1, 0, 2).reshape(cols.shape)  # rows (i, j, c)
+
+    def col2im_assign(cols, x_shape, kh, kw, stride=1, padding=0):
+        n, c, h, w = x_shape
+        oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+        dpad = np.zeros((n, c, h + 2 * padding, w + 2 * padding))
+        col = 0
+        for b in range(n):
+            for r in range(oh):
+                for q in range(ow):
+                    dpad[b, :, r * stride : r * stride + kh, q * stride : q * stride + kw] = cols[:, col].reshape(
+                        c, kh, kw
+                    )
+                    col += 1
+        return dpad[:, :, padding : padding + h, padding : padding + w]
+
+    def relu_in_place(x, dy):
+        dy[x <= 0] = 0
+        return dy
+
+    def maxpool_assign(x, dy, k, stride):
+        dx = np.zeros_like(x)
+        for idx in np.ndindex(*dy.shape):
+            b, ch, r, q = idx
+            window = x[b, ch, r * stride : r * stride + k, q * stride : q * stride + k]
+            i, j = np.unravel_index(np.argmax(window), window.shape)
+            dx[b, ch, r * stride + i, q * stride + j] = dy[idx]
+        return dx
+
+    def maxpool_last_max(x, dy, k, stride):
+        dx = np.zeros_like(x)
+        for idx in np.ndindex(*dy.shape):
+            b, ch, r, q = idx
+            window = x[b, ch, r * stride : r * stride + k, q * stride : q * stride + k].ravel()[::-1]
+            flat = window.size - 1 - int(np.argmax(window))  # the last maximum
+            i, j = divmod(flat, k)
+            dx[b, ch, r * stride + i, q * stride + j] += dy[idx]
+        return dx
+
+    def lrn_alpha_over_n(a, size, alpha, beta, k):
+        return s4["lrn_forward"](a, size, alpha / size, beta, k)
+
+    def lrn_first_term_only(a, dy, size, alpha, beta, k):
+        b = s4["lrn_forward"](a, size, alpha, beta, k)
+        return dy * b / a
+
+    def linear_db_not_summed(x, weight, dy):
+        dx, dw, _ = s1["linear_backward"](x, weight, dy)
+        return dx, dw, dy.mean(axis=0)
+
+    def crashes(*args):
+        return args[0] @ np.ones((999, 1))
+
+    def stub(*args):
+        raise NotImplementedError
+
+    return [
+        ("check_linear_backward", "db averaged", linear_db_not_summed, "dbias differs"),
+        ("check_linear_backward", "dW transposed", lambda x, w, dy: (dy @ w, x.T @ dy, dy.sum(0)), "shape"),
+        ("check_softmax_ce_backward", "no 1/N", softmax_ce_no_mean, "N times too large"),
+        ("check_softmax_ce_backward", "naive exp", softmax_ce_unstable, "maximum before exp"),
+        ("check_im2col", "rows (i, j, c)", im2col_wrong_row_order, "row order"),
+        ("check_col2im", "= instead of +=", col2im_assign, "+="),
+        ("check_relu_backward", "writes into dy", relu_in_place, "modified"),
+        ("check_relu_backward", "x >= 0", lambda x, dy: dy * (x >= 0), "at x = 0"),
+        ("check_maxpool_backward", "= instead of +=", maxpool_assign, "+="),
+        ("check_maxpool_backward", "last maximum on ties", maxpool_last_max, "first maximum"),
+        ("check_lrn_forward", "alpha / n", lrn_alpha_over_n, "PyTorch"),
+        ("check_lrn_backward", "first term only", lrn_first_term_only, "differs"),
+        ("check_im2col", "crashes", crashes, "raised"),
+        ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
+    ]
+
+
+def test_graders_reject_classic_mistakes():
+    if backend.name != "numpy":
+        pytest.skip(f"the tutorials and their graders run on the NumPy backend (this run uses {backend.name})")
+    from minialex import exercises
+
+    for checker, description, wrong, phrase in _wrong_answers():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            getattr(exercises, checker)(wrong)
+        verdict = out.getvalue().strip()
+        assert not verdict.startswith("PASS"), f"{checker} accepted a wrong answer ({description})"
+        assert phrase in verdict, f"{checker} on '{description}': expected {phrase!r} in {verdict!r}"
