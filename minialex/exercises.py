@@ -26,7 +26,7 @@ import numpy as np
 
 from minialex import backend
 from minialex.gradcheck import numerical_gradient, rel_error, tie_free
-from minialex.layers import LocalResponseNorm, MaxPool2d, SoftmaxCrossEntropy, col2im, im2col
+from minialex.layers import LocalResponseNorm, MaxPool2d, SoftmaxCrossEntropy, col2im, conv_output_size, im2col
 
 GRAD_TOL = 1e-6  # the project's bound for float64 gradient checks
 EXACT_TOL = 1e-12  # for answers that are sums of a few copies of the same numbers
@@ -343,13 +343,83 @@ def check_lrn_backward(fn: Callable[..., Any]) -> None:
     _grade("lrn_backward", body)
 
 
+# --------------------------------------------------------------------------------------------------------
+# 05: assembling AlexNet
+
+# (layer, kernel, stride, padding) of the paper network's layers that change the spatial size
+_PAPER_SPATIAL = [(11, 4, 0), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]
+
+
+def check_pool5_side(fn: Callable[[int], Any]) -> None:
+    """``fn(image_size) -> int``: the side of the paper network's pool5 output, for sizes 67..400."""
+
+    def body() -> str:
+        for size in range(67, 401):
+            side = size
+            for k, s, p in _PAPER_SPATIAL:
+                side = conv_output_size(side, k, s, p)
+            got = fn(size)
+            if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
+                raise _Fail(f"pool5_side({size}) returned {got!r}; expected an int")
+            if got != side:
+                hint = ""
+                if size in (224, 227):
+                    hint = " Remember that every size floors: (H + 2p − K) // s + 1."
+                raise _Fail(f"pool5_side({size}) = {got}, expected {side}.{hint}")
+        return "right for every input size from 67 to 400 (227 → 6, 224 → 5)"
+
+    _grade("pool5_side", body)
+
+
+def check_conv_cost(fn: Callable[..., Any]) -> None:
+    """``fn(c_in, c_out, k, groups, out_h, out_w) -> (params, macs)`` for a k×k convolution with a bias."""
+
+    def body() -> str:
+        paper = [  # the paper's five convolutions ([P] §3.5 with Caffe's groups), alexnet-facts.md §2
+            ((3, 96, 11, 1, 55, 55), (34_944, 105_415_200)),
+            ((96, 256, 5, 2, 27, 27), (307_456, 223_948_800)),
+            ((256, 384, 3, 1, 13, 13), (885_120, 149_520_384)),
+            ((384, 384, 3, 2, 13, 13), (663_936, 112_140_288)),
+            ((384, 256, 3, 2, 13, 13), (442_624, 74_760_192)),
+        ]
+        rng = np.random.default_rng(9)
+        cases = list(paper)
+        for _ in range(20):
+            g = int(rng.integers(1, 5))
+            c_in, c_out = g * int(rng.integers(1, 20)), g * int(rng.integers(1, 20))
+            k, oh, ow = int(rng.integers(1, 8)), int(rng.integers(1, 30)), int(rng.integers(1, 30))
+            per_filter = c_in // g * k * k
+            cases.append(((c_in, c_out, k, g, oh, ow), (c_out * per_filter + c_out, oh * ow * c_out * per_filter)))
+        for args, (params, macs) in cases:
+            got = fn(*args)
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                raise _Fail(f"return a tuple (params, macs); got {got!r}")
+            g_params, g_macs = (int(v) for v in got)
+            where = "conv_cost(c_in={}, c_out={}, k={}, groups={}, out_h={}, out_w={})".format(*args)
+            if g_params != params:
+                hint = ""
+                if g_params == params - args[1]:
+                    hint = " You left out the bias: one per output channel."
+                elif g_params == (params - args[1]) * args[3] + args[1]:
+                    hint = " With groups each filter sees only c_in / groups channels."
+                raise _Fail(f"{where}: params {g_params:,}, expected {params:,}.{hint}")
+            if g_macs != macs:
+                hint = " With groups each filter sees only c_in / groups channels." if g_macs == macs * args[3] else ""
+                raise _Fail(f"{where}: MACs {g_macs:,}, expected {macs:,}.{hint}")
+        return "right for the paper's five convolutions and 20 random configurations"
+
+    _grade("conv_cost", body)
+
+
 __all__ = [
     "check_col2im",
+    "check_conv_cost",
     "check_im2col",
     "check_linear_backward",
     "check_lrn_backward",
     "check_lrn_forward",
     "check_maxpool_backward",
+    "check_pool5_side",
     "check_relu_backward",
     "check_softmax_ce_backward",
 ]

@@ -130,7 +130,7 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     import numpy as np
 
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
-    s4 = _solution("04_local_response_norm")
+    s4, s5 = _solution("04_local_response_norm"), _solution("05_assembling_alexnet")
 
     def softmax_ce_no_mean(logits, labels):
         return s1["softmax_ce_backward"](logits, labels) * len(labels)
@@ -193,6 +193,16 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         dx, dw, _ = s1["linear_backward"](x, weight, dy)
         return dx, dw, dy.mean(axis=0)
 
+    def conv_cost_no_bias(c_in, c_out, k, groups, out_h, out_w):
+        params, macs = s5["conv_cost"](c_in, c_out, k, groups, out_h, out_w)
+        return params - c_out, macs
+
+    def pool5_side_rounding(image_size):
+        side = round((image_size - 11) / 4 + 1)  # rounds 54.25 to 54, but 55.75 up to 56
+        for k, s, p in [(3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]:
+            side = (side + 2 * p - k) // s + 1
+        return side
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -212,6 +222,14 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_maxpool_backward", "last maximum on ties", maxpool_last_max, "first maximum"),
         ("check_lrn_forward", "alpha / n", lrn_alpha_over_n, "PyTorch"),
         ("check_lrn_backward", "first term only", lrn_first_term_only, "differs"),
+        ("check_conv_cost", "no bias", conv_cost_no_bias, "bias"),
+        (
+            "check_conv_cost",
+            "groups ignored",
+            lambda ci, co, k, g, oh, ow: s5["conv_cost"](ci, co, k, 1, oh, ow),
+            "groups",
+        ),
+        ("check_pool5_side", "rounds instead of flooring", pool5_side_rounding, "expected"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

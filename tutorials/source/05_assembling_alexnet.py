@@ -1,0 +1,284 @@
+"""Source of tutorials/05_assembling_alexnet.ipynb (build with `python tutorials/build.py 05`)."""
+
+# %% [markdown]
+# # 5. Assembling AlexNet: shapes, parameters, FLOPs and memory
+#
+# Notebooks 1 to 4 built and checked every layer. Stacked in the paper's order they make AlexNet. Before training
+# anything, it pays to do the bookkeeping that the paper's Figure 2 only sketches: what shape leaves every layer,
+# where the 61 million parameters are, where the arithmetic is, and how much memory a training step at the
+# paper's batch size of 128 needs. All of it follows from the shapes, so we compute it rather than measure it.
+#
+# You will:
+# 1. trace the shapes through the network and settle the **224 vs 227** puzzle;
+# 2. see that the fully connected layers hold 96 % of the parameters while the convolutions do 92 % of the work;
+# 3. compute the memory of activations and im2col buffers at batch 128;
+# 4. gradient-check a whole (miniature) AlexNet end to end.
+#
+# Prerequisites: notebooks 1 to 4 (notebook 2 for im2col). Reading time: about 20 minutes.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minialex import exercises
+from minialex import seed as minialex_seed
+from minialex.gradcheck import check_model
+from minialex.layers import Conv2d, SoftmaxCrossEntropy, conv_output_size
+from minialex.models import alexnet, layer_table
+
+# %% [markdown]
+# ## 5.1 The network
+#
+# `minialex.models.alexnet("paper")` builds the 2012 network from the layers of notebooks 1 to 4, with the
+# paper's layer names. `summary()` lists each layer's output shape for one image, its parameters and its
+# multiply-adds (MACs; one MAC is 2 FLOPs), computed from the shapes without running anything.
+
+# %%
+minialex_seed(0)
+model = alexnet("paper")
+print(model.summary())
+
+# %% [markdown]
+# ## 5.2 The 224 vs 227 puzzle
+#
+# The paper says the input is $224\times224\times3$ and conv1 has 96 kernels of $11\times11$ at stride 4. But
+#
+# $$\frac{224 - 11}{4} + 1 = 54.25,$$
+#
+# which is not a whole number of window positions, and Figure 2's count of 253,440 conv1 neurons is no
+# $96\times h\times w$ layout either ($253{,}440 / 96 = 2640$, not a square). With 227 pixels,
+# $(227 - 11)/4 + 1 = 55$, and $96\times55\times55 = 290{,}400$: every later size in the network follows from
+# that. Caffe's reference model crops 227; torchvision keeps 224 and pads conv1 by 2 pixels. The sizes that matter
+# are the ones that reach the classifier: fc6 expects $256\times6\times6 = 9216$ inputs. Follow one side of the
+# image through the paper's layers:
+
+# %%
+PAPER_SPATIAL = [  # (layer, kernel, stride, padding) for the layers that change the spatial size
+    ("conv1", 11, 4, 0),
+    ("pool1", 3, 2, 0),
+    ("conv2", 5, 1, 2),
+    ("pool2", 3, 2, 0),
+    ("conv3", 3, 1, 1),
+    ("conv4", 3, 1, 1),
+    ("conv5", 3, 1, 1),
+    ("pool5", 3, 2, 0),
+]
+
+
+def trace(size, first_padding=0):
+    sides = [size]
+    for name, k, s, p in PAPER_SPATIAL:
+        sides.append(conv_output_size(sides[-1], k, s, first_padding if name == "conv1" else p))
+    return sides
+
+
+print("layer:           ", "  ".join(f"{n:>5s}" for n in ["input"] + [n for n, *_ in PAPER_SPATIAL]))
+for size, pad, what in [(227, 0, "Caffe, 227"), (224, 0, "paper's 224"), (224, 2, "torchvision: 224, pad 2")]:
+    print(f"{what:24s}", "  ".join(f"{v:5d}" for v in trace(size, pad)))
+
+# %% [markdown]
+# With 224 pixels and no padding, conv1 floors 54.25 to 54, pool5 ends at $5\times5$, and fc6 would need 6400
+# inputs, not 9216. Which input sizes give the paper's $6\times6$? (The flooring makes it a range.)
+
+# %%
+sizes = np.arange(215, 245)
+pool5 = np.array([trace(s)[-1] for s in sizes])
+print("pool5 side 6 for input sizes", sizes[pool5 == 6].min(), "to", sizes[pool5 == 6].max())
+fig, ax = plt.subplots(figsize=(6, 2.6))
+ax.step(sizes, pool5, where="mid")
+ax.axvline(224, color="tab:red", ls="--", lw=1, label="224 (paper text)")
+ax.axvline(227, color="tab:green", ls="--", lw=1, label="227 (Caffe)")
+ax.set_xlabel("input side (pixels)")
+ax.set_ylabel("pool5 side")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Exercise 1: the shape chain
+#
+# Write `pool5_side(image_size)` for the paper's network (no padding in conv1) using `conv_output_size`, without
+# looking at `trace` above. The check compares with a reference for every input size from 67 to 400 pixels.
+
+
+# %% [exercise]
+def pool5_side(image_size):
+    """Side of the paper network's pool5 output for a square input of `image_size` pixels."""
+    # Your code here: conv1 11/4, pool 3/2, conv2 5/1 pad 2, pool 3/2, three 3/1 pad 1 convs, pool 3/2.
+    raise NotImplementedError
+
+
+# %% [check]
+exercises.check_pool5_side(pool5_side)
+
+# %% [markdown]
+# ## 5.3 Where the parameters live, and where the work is done
+#
+# For a convolution with $C_{in}$ input and $C_{out}$ output channels, $K\times K$ kernels, $G$ groups and an
+# $O_H\times O_W$ output:
+#
+# $$\text{params} = C_{out}\,\frac{C_{in}}{G}\,K^2 + C_{out}, \qquad
+# \text{MACs} = O_H\,O_W\,C_{out}\,\frac{C_{in}}{G}\,K^2 .$$
+#
+# A linear layer from $D$ to $M$ has $DM + M$ parameters and $DM$ MACs: each weight is used **once** per image. A
+# convolution's weight is used at every one of the $O_H O_W$ output positions (3025 of them in conv1). That single
+# difference splits AlexNet in two:
+
+# %%
+rows = [r for r in layer_table(model, model.input_shape) if r.params]
+names = [r.name for r in rows]
+params = np.array([r.params for r in rows], dtype=float)
+macs = np.array([r.macs for r in rows], dtype=float)
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
+colors = ["tab:blue" if n.startswith("conv") else "tab:orange" for n in names]
+axes[0].barh(names, 100 * params / params.sum(), color=colors)
+axes[0].set_title(f"share of the {params.sum() / 1e6:.1f} M parameters (%)")
+axes[1].barh(names, 100 * macs / macs.sum(), color=colors)
+axes[1].set_title(f"share of the {macs.sum() / 1e9:.2f} G multiply-adds per image (%)")
+axes[0].invert_yaxis()
+fig.tight_layout()
+plt.show()
+conv = np.array([n.startswith("conv") for n in names])
+print(
+    f"convolutions: {params[conv].sum() / params.sum():5.1%} of the parameters, {macs[conv].sum() / macs.sum():5.1%} of the MACs"
+)
+print(
+    f"FC layers:    {params[~conv].sum() / params.sum():5.1%} of the parameters, {macs[~conv].sum() / macs.sum():5.1%} of the MACs"
+)
+
+# %% [markdown]
+# fc6 alone, $9216\times4096$, holds 62 % of the parameters and does 5 % of the work. This is why the paper needed
+# dropout on fc6 and fc7 (that is where the network can memorise), why later networks replaced the big FC layers
+# with global pooling, and, in notebook 7, why fc6 runs far below the machine's peak at small batches: it reads
+# 151 MB of weights to do 38 M multiply-adds per image.
+#
+# The other AlexNets in minialex make the same point with different numbers. (The `d2l` variant takes a
+# $1\times224\times224$ image, the `mini` one a $1\times28\times28$ digit.)
+
+# %%
+print(f"{'variant':12s} {'input':>12s} {'params':>12s} {'GMACs/image':>12s} {'FC share of params':>19s}")
+for variant in ("paper", "torchvision", "d2l", "mini"):
+    net = model if variant == "paper" else alexnet(variant)
+    table = layer_table(net, net.input_shape)
+    total = sum(r.params for r in table)
+    fc = sum(r.params for r in table if r.kind == "Linear")
+    shape = "×".join(map(str, net.input_shape))
+    print(f"{variant:12s} {shape:>12s} {total:12,d} {sum(r.macs for r in table) / 1e9:12.3f} {fc / total:19.1%}")
+    del net
+
+# %% [markdown]
+# ### Exercise 2: parameters and MACs of a convolution
+#
+# Implement `conv_cost(c_in, c_out, k, groups, out_h, out_w)` returning `(params, macs)` for a convolution with a
+# bias. The check compares with the paper's five convolutions and with random configurations.
+
+
+# %% [exercise]
+def conv_cost(c_in, c_out, k, groups, out_h, out_w):
+    """(number of parameters including the bias, multiply-adds for one image) of a k x k convolution."""
+    # Your code here.
+    raise NotImplementedError
+
+
+# %% [check]
+exercises.check_conv_cost(conv_cost)
+
+# %% [markdown]
+# ## 5.4 Memory at batch 128
+#
+# Training needs, besides the weights, everything the backward pass will read. We count, in float32 (4 bytes):
+#
+# * **parameters, gradients and momentum**: three copies of the 61 M numbers (the optimiser of notebook 6 keeps a
+#   velocity per weight);
+# * **activations**: the output of every layer for the whole batch, which the next layer keeps for its backward
+#   pass (its input);
+# * **im2col buffers**: each convolution keeps its `cols` matrix, $C_{in}K^2\times N O_H O_W$, to compute
+#   $\partial L/\partial W = G\,\mathrm{cols}^\top$ (notebook 2). Every pixel is copied once per window that sees it.
+#
+# Nothing is allocated here: the sizes follow from the table. (Real implementations differ in detail: minialex
+# keeps a boolean mask for ReLU, a one-byte argmax for max-pooling, and a few arrays for LRN; the point is the
+# order of magnitude.)
+
+# %%
+BATCH, FLOAT = 128, 4
+table = layer_table(model, model.input_shape)
+activations = {r.name: BATCH * int(np.prod(r.output_shape)) * FLOAT for r in table}
+cols_bytes = {}
+for r in table:
+    layer = model[r.name]
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.kernel_size
+        cols_bytes[r.name] = layer.in_channels * kh * kw * BATCH * r.output_shape[1] * r.output_shape[2] * FLOAT
+n_params = sum(r.params for r in table)
+MB = 1e6
+budget = {
+    "parameters": n_params * FLOAT,
+    "gradients": n_params * FLOAT,
+    "momentum": n_params * FLOAT,
+    "activations": sum(activations.values()),
+    "im2col buffers": sum(cols_bytes.values()),
+}
+for what, size in budget.items():
+    print(f"{what:15s} {size / MB:8.0f} MB")
+print(f"{'total':15s} {sum(budget.values()) / MB:8.0f} MB")
+print()
+for name, size in cols_bytes.items():
+    layer = model[name]
+    n_rows = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+    n_cols = size // FLOAT // n_rows
+    print(
+        f"{name}: cols {n_rows:5d} x {n_cols:9,d} = {size / MB:4.0f} MB   (its output: {activations[name] / MB:4.0f} MB)"
+    )
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3))
+parts = [
+    ("weights + grads + momentum", budget["parameters"] * 3, "tab:gray"),
+    ("activations", budget["activations"], "tab:blue"),
+    ("im2col buffers", budget["im2col buffers"], "tab:red"),
+]
+left = 0.0
+for label, size, color in parts:
+    ax.barh([0], [size / 1e9], left=left, color=color, label=f"{label}: {size / 1e9:.2f} GB")
+    left += size / 1e9
+ax.set_yticks([])
+ax.set_xlabel("GB (float32, batch 128)")
+ax.set_title("memory of one training step of the paper's AlexNet, from the shapes")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The im2col copies are the largest item: conv2's alone is about 0.9 GB, nine times the layer's own output, because
+# each of its input pixels is copied into 25 windows. This is the price of turning a convolution into one big GEMM
+# over the whole batch. Memory-conscious engines lower a slice of the batch at a time (Caffe lowers one image at a
+# time) or reuse one buffer from step to step, trading GEMM size for memory. Notebook 7 looks at the time side of
+# the same trade.
+#
+# ## 5.5 Is the whole network's backward right?
+#
+# Every layer was checked alone. A last check runs the chain rule through all of them at once: a miniature AlexNet
+# with the paper's layer types (convolutions with groups, ReLU, LRN, overlapping pooling, dropout, linear layers)
+# but only a few channels, so that finite differences over every parameter and input take seconds. `seed=` makes
+# dropout draw the same mask for every evaluation.
+
+# %%
+minialex_seed(1)
+tiny = alexnet("mini", widths=(4, 4, 6, 8), dtype=np.float64)
+x = np.random.default_rng(0).standard_normal((2, 1, 28, 28))
+errs = check_model(tiny, SoftmaxCrossEntropy(), x, np.array([3, 7]), seed=5)
+print(f"{tiny.num_params()} parameters and {x.size} inputs checked; worst relative error {max(errs.values()):.1e}")
+for name, err in errs.items():
+    print(f"  {name:12s} {err:.1e}")
+
+# %% [markdown]
+# ## Summary
+#
+# * The paper's "224" does not fit conv1 (54.25 positions); 227 (Caffe) or 224 with padding 2 (torchvision) gives
+#   the $96\times55\times55 \to 256\times6\times6$ chain that fc6's 9216 inputs need.
+# * Parameters live in the FC layers (96 %, fc6 alone 62 %); the work is in the convolutions (92 % of the MACs).
+# * A training step at batch 128 needs about 4 GB in float32 when the whole batch is lowered at once, and the
+#   im2col copies are more than half of it.
+#
+# **Next:** [6. Training](06_training.ipynb): the paper's optimiser, and a real (short) training run.
