@@ -1,0 +1,438 @@
+"""Checkpoints: one safetensors file per checkpoint, written atomically, verified on load, never pickled.
+
+File layout (safetensors: an 8-byte little-endian header size N, N bytes of JSON, then raw tensor bytes)::
+
+    tensors         "model.<param>"   every model parameter      e.g. "model.conv1.weight" (96, 3, 11, 11) F32
+                    "optim.<param>"   every SGD velocity         e.g. "optim.conv1.weight"
+    __metadata__    text only; each value a JSON string:
+        format            "minialex-checkpoint"
+        format_version    1
+        minialex_version  the writer's version
+        model             the model's config (``alexnet(**config)`` rebuilds it), or its class name
+        optimizer         SGD hyper-parameters (lr, momentum, weight_decay, decay_biases, steps) or null
+        scheduler         the schedule's state or null
+        rng_state         :func:`minialex.backend.get_rng_state` when saved
+        metadata          the caller's dict (epoch, step, configuration, history...)
+        checksum          "sha256:<hex>" of every metadata entry above and every tensor (name, dtype, shape, bytes)
+
+Loading parses JSON and copies bytes; it never runs code (unlike pickle, on which PyTorch's ``.pt`` files
+and NumPy's object arrays rely). The checksum makes a truncated or corrupted file an error instead of
+silently wrong weights.
+
+Atomic writes. A crash, a full disk or a SIGKILL in the middle of writing must never destroy the previous
+checkpoint, so the new one is written next to it under a temporary name, flushed to the disk (``fsync``),
+then renamed over the old one (``os.replace``, atomic on POSIX and Windows), and finally the directory is
+fsynced so that the rename itself survives a power cut. At every moment ``path`` holds either the old
+complete file or the new complete file. A temporary file left by a killed writer is removed by the next
+save of the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import minialex
+from minialex import backend
+from minialex.errors import CheckpointError
+
+FORMAT = "minialex-checkpoint"
+FORMAT_VERSION = 1
+MODEL_PREFIX, OPTIM_PREFIX = "model.", "optim."
+MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit; a larger "size" means a corrupt first 8 bytes
+_JSON_KEYS = ("format_version", "minialex_version", "model", "optimizer", "scheduler", "rng_state", "metadata")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded and verified checkpoint, all arrays host NumPy.
+
+    Attributes
+    ----------
+    path : the file it was read from
+    model_state : parameter name -> array (``"conv1.weight"``, ...), for ``model.load_state_dict``
+    optimizer_state : ``SGD.state_dict()`` form (hyper-parameters and ``"velocity"``), or None
+    scheduler_state : the schedule's ``state_dict()``, or None
+    rng_state : the generator state at saving (see :func:`minialex.backend.set_rng_state`), or None
+    model_config : the model's ``config`` (``alexnet(**model_config)`` rebuilds the architecture), or None
+    metadata : the dict given to :func:`save_checkpoint`
+    format_version, minialex_version : of the writer
+    """
+
+    path: str
+    model_state: dict[str, np.ndarray]
+    optimizer_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    model_config: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    minialex_version: str = ""
+
+    @property
+    def epoch(self) -> Any:
+        """``metadata["epoch"]`` if the writer gave one, else None."""
+        return self.metadata.get("epoch")
+
+    @property
+    def step(self) -> Any:
+        """``metadata["step"]`` if the writer gave one, else None."""
+        return self.metadata.get("step")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Saving
+
+
+def _to_json(value: Any, what: str) -> str:
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray) and obj.size <= 10_000:
+            return obj.tolist()
+        if isinstance(obj, (Path, os.PathLike)):
+            return os.fspath(obj)
+        if isinstance(obj, (tuple, set, frozenset)):
+            return list(obj)
+        raise TypeError(f"a {type(obj).__name__} is not JSON-serialisable")
+
+    try:
+        return json.dumps(value, default=default, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"save_checkpoint: the {what} cannot be stored as JSON ({exc})") from exc
+
+
+def _digest(entries: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
+    """sha256 over the metadata entries and every tensor's name, dtype, shape and little-endian bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        a = tensors[name]
+        little = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        h.update(f"\0{name}\0{little.dtype.str}\0{list(a.shape)}\0".encode())
+        h.update(memoryview(np.ascontiguousarray(little)).cast("B"))
+    return "sha256:" + h.hexdigest()
+
+
+def _write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write the file (a separate function so that tests can make it fail half-way)."""
+    from safetensors.numpy import save_file
+
+    save_file(tensors, path, metadata=metadata)
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:  # some platforms (Windows) cannot open a directory; the rename is still atomic there
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(target.name)}\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temporary files of ``target`` left by writers that no longer run (e.g. killed mid-write)."""
+    pattern = _temp_pattern(target)
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that writer still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue
+        try:
+            os.remove(target.parent / name)
+        except OSError:
+            pass
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally ``optimizer``, ``scheduler``, ``metadata``) to ``path``, atomically.
+
+    Parameters
+    ----------
+    path : the checkpoint file (by convention ``*.safetensors``); its directory must exist
+    model : a minialex model (``state_dict()``; its ``config`` is stored when it has one)
+    optimizer : an :class:`~minialex.optim.SGD` (velocities as tensors, hyper-parameters as metadata)
+    scheduler : a schedule with ``state_dict()``
+    metadata : JSON-able dict of the caller's (epoch, step, configuration, history, ...)
+
+    Returns
+    -------
+    The path written. The RNG state (:func:`minialex.backend.get_rng_state`) is always saved.
+
+    Raises
+    ------
+    CheckpointError
+        if the file cannot be written (full disk, no permission, missing directory) or ``metadata`` is not
+        JSON-able; any previous file at ``path`` is then unchanged and no temporary file is left.
+    """
+    target = Path(path)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"save_checkpoint: metadata must be a dict, got {type(metadata).__name__}")
+    tensors = {MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    optim_meta = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        velocity = state.pop("velocity")
+        tensors.update({OPTIM_PREFIX + k: np.ascontiguousarray(v) for k, v in velocity.items()})
+        optim_meta = state
+    model_config = getattr(model, "config", None) or {"class": type(model).__name__}
+    entries = {
+        "format": FORMAT,
+        "format_version": _to_json(FORMAT_VERSION, "format version"),
+        "minialex_version": _to_json(minialex.__version__, "version"),
+        "model": _to_json(model_config, "model config"),
+        "optimizer": _to_json(optim_meta, "optimizer state"),
+        "scheduler": _to_json(None if scheduler is None else scheduler.state_dict(), "scheduler state"),
+        "rng_state": _to_json(backend.get_rng_state(), "RNG state"),
+        "metadata": _to_json(metadata or {}, "metadata"),
+    }
+    entries["checksum"] = _digest(entries, tensors)
+
+    if target.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {target}: it is a directory")
+    _remove_stale_temps(target)
+    temp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        _write_safetensors(os.fspath(temp), tensors, entries)
+        _fsync_path(os.fspath(temp))
+        os.replace(temp, target)
+        _fsync_path(os.fspath(target.parent) or ".", directory=True)
+    except BaseException as exc:
+        try:
+            os.remove(temp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+            hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+            raise CheckpointError(
+                f"cannot write checkpoint {target}: {reason}{hint}; any previous checkpoint there is unchanged"
+            ) from exc
+        if isinstance(exc, Exception) and not isinstance(exc, CheckpointError):
+            raise CheckpointError(f"cannot write checkpoint {target}: {type(exc).__name__}: {exc}") from exc
+        raise
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_header(path: str, size: int) -> tuple[dict[str, Any], int]:
+    """The parsed JSON header and the number of bytes before the tensor data; CheckpointError if malformed."""
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was truncated or never written")
+    if size < 8:
+        raise CheckpointError(f"checkpoint {path} is truncated: {size} bytes, less than the 8-byte header size")
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > MAX_HEADER_BYTES:
+            raise CheckpointError(f"checkpoint {path} has a bad header: it claims {n:,} header bytes (corrupted)")
+        if 8 + n > size:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated: its header needs {8 + n:,} bytes, the file has {size:,}"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has a bad header: not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} has a bad header: expected a JSON object")
+    return header, 8 + n
+
+
+def _data_size(path: str, header: dict[str, Any]) -> int:
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            _start, stop = info["data_offsets"]
+            end = max(end, int(stop))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} has a bad header entry for tensor {name!r}") from exc
+    return end
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        naming the file and the problem: missing, a directory, empty or truncated, a bad header, not a
+        minialex checkpoint, a newer format, or a checksum mismatch (corrupted bytes).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    size = os.path.getsize(path)
+    header, data_start = _read_header(path, size)
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a minialex checkpoint (no '{FORMAT}' metadata); torchvision weights load with "
+            "minialex.models.load_torchvision_safetensors"
+        )
+    expected = data_start + _data_size(path, header)
+    if size < expected:
+        raise CheckpointError(f"checkpoint {path} is truncated: expected {expected:,} bytes, the file has {size:,}")
+    if size > expected:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: {size - expected:,} bytes follow the last tensor ({expected:,} expected)"
+        )
+    try:
+        from safetensors.numpy import load_file
+
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors' SafetensorError (bad dtype, offsets, ...) or OSError
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+    entries = {k: v for k, v in meta.items() if k != "checksum"}
+    checksum = meta.get("checksum")
+    actual = _digest(entries, tensors)
+    if checksum != actual:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: checksum mismatch (stored {checksum}, computed {actual}); "
+            "use an earlier checkpoint"
+        )
+    values: dict[str, Any] = {}
+    for key in _JSON_KEYS:
+        if key not in entries:
+            raise CheckpointError(f"checkpoint {path} lacks the '{key}' metadata entry")
+        try:
+            values[key] = json.loads(entries[key])
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: metadata entry '{key}' is not valid JSON") from exc
+    version = values["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version!r}; this minialex ({minialex.__version__}) reads "
+            f"versions 1 to {FORMAT_VERSION}: upgrade minialex"
+        )
+
+    model_state, velocity = {}, {}
+    for name, array in tensors.items():
+        if name.startswith(MODEL_PREFIX):
+            model_state[name[len(MODEL_PREFIX) :]] = array
+        elif name.startswith(OPTIM_PREFIX):
+            velocity[name[len(OPTIM_PREFIX) :]] = array
+        else:
+            raise CheckpointError(f"checkpoint {path} holds an unexpected tensor {name!r}")
+    optimizer_state = values["optimizer"]
+    if optimizer_state is not None:
+        if not isinstance(optimizer_state, dict):
+            raise CheckpointError(f"checkpoint {path}: the optimizer entry is not a JSON object")
+        optimizer_state = {**optimizer_state, "velocity": velocity}
+    elif velocity:
+        raise CheckpointError(f"checkpoint {path} holds optimizer tensors but no optimizer settings")
+    model_config = values["model"] if isinstance(values["model"], dict) else None
+    metadata = values["metadata"] if isinstance(values["metadata"], dict) else {}
+    return Checkpoint(
+        path=path,
+        model_state=model_state,
+        optimizer_state=optimizer_state,
+        scheduler_state=values["scheduler"],
+        rng_state=values["rng_state"],
+        model_config=model_config,
+        metadata=metadata,
+        format_version=version,
+        minialex_version=str(values["minialex_version"]),
+    )
+
+
+def restore(
+    checkpoint: Checkpoint | str | os.PathLike[str],
+    model: Any,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    rng: bool = True,
+) -> Checkpoint:
+    """Load a checkpoint's state into ``model`` (and ``optimizer``, ``scheduler``), in place.
+
+    Everything is checked before anything changes: a checkpoint of another architecture raises a
+    :class:`CheckpointError` listing the missing, unexpected and mis-shaped tensors, and leaves the model,
+    optimiser and schedule as they were. ``rng=True`` also restores the random generator, so that a resumed
+    run draws the same dropout masks, crops and shuffles as an uninterrupted one.
+
+    Returns the checkpoint (loaded from the path if a path was given).
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    source = f"checkpoint {ckpt.path}"
+    if optimizer is not None:
+        if ckpt.optimizer_state is None:
+            raise CheckpointError(f"{source} holds no optimizer state (it was saved without one)")
+        optimizer.check_state_dict(ckpt.optimizer_state, source)
+    if scheduler is not None:
+        if ckpt.scheduler_state is None:
+            raise CheckpointError(f"{source} holds no learning-rate schedule state (it was saved without one)")
+        copy.copy(scheduler).load_state_dict(ckpt.scheduler_state, source)  # validates on a throwaway copy
+    if rng and ckpt.rng_state is not None:
+        _check_rng_state(ckpt.rng_state, source)
+    try:
+        model.load_state_dict(ckpt.model_state, source=source)
+    except CheckpointError as exc:
+        ours, theirs = getattr(model, "config", None), ckpt.model_config
+        if ours and theirs and ours != theirs:
+            raise CheckpointError(f"{exc} (the checkpoint's model is {theirs}; this model is {ours})") from exc
+        raise
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt.optimizer_state, source)
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt.scheduler_state, source)
+    if rng and ckpt.rng_state is not None:
+        backend.set_rng_state(ckpt.rng_state)
+    return ckpt
+
+
+def _check_rng_state(state: Any, source: str) -> None:
+    """Try the state on a throwaway generator of the same kind as minialex's."""
+    trial = np.random.default_rng()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != trial.bit_generator.state["bit_generator"]:
+            raise ValueError(f"it is for {state.get('bit_generator') if isinstance(state, dict) else state!r}")
+        trial.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: unusable RNG state ({exc})") from exc
