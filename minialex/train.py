@@ -876,7 +876,7 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
         image_size=model_cfg.get("image_size"),
         **({"widths": tuple(model_cfg["widths"])} if model_cfg.get("widths") else {}),
     )
-    checkpoint.restore(ckpt, model)
+    checkpoint.restore(ckpt, model, rng=False)  # inference draws nothing: leave the caller's RNG alone
     model.eval()
     pipeline = InputPipeline(config.dataset, image_shape, model.input_shape, mean, std, False, config.dtype)
     return TrainedModel(model, config, classes, pipeline, image_shape, meta)

@@ -1,0 +1,119 @@
+"""``minialex train`` for real: the default model and data (all 4,000 embedded training digits), a short run,
+real learning on the 1,000 held-out digits, and a run directory whose every file is there and consistent.
+
+About 10–20 s on two cores (two epochs at a few hundred to a thousand images per second); marked ``slow``
+but part of the default run. The full default recipe (its accuracy and time) is measured, not tested: see the
+README.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from minialex.cli import main
+from minialex.data import load_dataset
+from minialex.train import TrainConfig, load_trained
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread_per_xdist_worker():
+    """Under ``pytest -n 2`` both workers train at once: two BLAS threads each would oversubscribe two cores."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def test_default_training_end_to_end(tmp_path, capsys):
+    """One test, so that the training runs once even when pytest-xdist spreads tests over workers."""
+    run = tmp_path / "run"
+    status = main(["train", "--epochs", str(EPOCHS), "--out-dir", str(run), "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "initial loss" in out and f"epoch {EPOCHS}/{EPOCHS}: train loss" in out and "done: held-out top-1" in out
+    check_learning(run)
+    check_run_directory(run)
+    check_checkpoints(run)
+
+
+def check_learning(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
+    assert metrics["test_images"] == 1000 and metrics["train_images"] == 4000
+    assert metrics["epochs"] == EPOCHS
+    # Chance is 10 %; two epochs of the default recipe reach about 95 %.
+    assert metrics["test_accuracy"] >= 0.90
+    assert metrics["test_accuracy"] <= metrics["test_top5_accuracy"] <= 1.0
+    assert metrics["test_top5_accuracy"] >= 0.99
+
+
+def check_run_directory(run):
+    expected = {
+        "config.json",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "last.safetensors",
+        "best.safetensors",
+        "curves.png",
+        "conv1_filters.png",
+        "confusion_matrix.png",
+    }
+    assert expected <= {p.name for p in run.iterdir()}
+    assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+
+    config = json.loads((run / "config.json").read_text())
+    assert (
+        TrainConfig.from_dict(config).epochs == EPOCHS and config["model"] == "mini" and config["dataset"] == "mnist5k"
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"] == config
+    assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
+    assert "numpy" in metrics["backend"] or "cupy" in metrics["backend"]
+    assert metrics["parameters"] > 0 and metrics["model"]["variant"] == "mini"
+
+    history = json.loads((run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    for row in history:
+        for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_top5_accuracy", "lr"):
+            assert math.isfinite(row[key]), key
+        assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+    assert history[-1]["test_accuracy"] == metrics["test_accuracy"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    with open(run / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == EPOCHS
+    assert float(rows[-1]["test_accuracy"]) == metrics["test_accuracy"]
+
+    for name in ("curves.png", "conv1_filters.png", "confusion_matrix.png"):
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(run / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def check_checkpoints(run):
+    data = load_dataset("mnist5k")
+    metrics = json.loads((run / "metrics.json").read_text())
+    last = load_trained(run / "last.safetensors")
+    result = last.evaluate(data.test_images, data.test_labels)
+    assert result.accuracy == metrics["test_accuracy"]
+    assert result.top5_accuracy == metrics["test_top5_accuracy"]
+    best = load_trained(run / "best.safetensors")
+    assert best.evaluate(data.test_images, data.test_labels).accuracy == metrics["best_test_accuracy"]
+    assert best.metadata["progress"]["epochs_done"] == metrics["best_epoch"]
+    probs = last.predict(data.test_images[:8])
+    assert probs.shape == (8, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
