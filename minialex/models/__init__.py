@@ -4,10 +4,12 @@
 >>> model = alexnet("mini")            # 1×28×28 digits, 10 classes
 >>> print(model.summary())             # per-layer shapes, parameters, MACs and FLOPs
 
-See :mod:`minialex.models.alexnet` for the variants and their initialisation.
+See :mod:`minialex.models.variants` for the variants and their initialisation.
 """
 
-from minialex.models.alexnet import (
+from minialex.models.pretrained import TORCHVISION_NAMES, load_torchvision_safetensors
+from minialex.models.summary import LayerRow, layer_table
+from minialex.models.variants import (
     INITS,
     MINI_WIDTHS,
     VARIANTS,
@@ -17,8 +19,6 @@ from minialex.models.alexnet import (
     signal_ratio,
     variant_defaults,
 )
-from minialex.models.pretrained import TORCHVISION_NAMES, load_torchvision_safetensors
-from minialex.models.summary import LayerRow, layer_table
 
 __all__ = [
     "INITS",
