@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from minialex.train import TrainConfig, Trainer
+    from minialex.train import TrainConfig, Trainer, format_rate
 
     names = (
         "model dataset epochs batch_size lr momentum weight_decay schedule lr_factor patience step_size seed init "
@@ -250,7 +250,7 @@ def _train(args: argparse.Namespace) -> int:
     m = result.metrics
     print(
         f"done: held-out top-1 accuracy {m['test_accuracy']:.2%}, top-5 {m['test_top5_accuracy']:.2%} after "
-        f"{m['epochs']} epochs ({m['train_seconds']:.1f} s of training, {m['images_per_second']:.0f} images/s)"
+        f"{m['epochs']} epochs ({m['train_seconds']:.1f} s of training, {format_rate(m['images_per_second'] or 0.0)} images/s)"
     )
     print(f"run directory: {result.run_dir}")
     return 0

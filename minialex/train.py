@@ -103,7 +103,8 @@ class TrainConfig:
     out_dir: str | None = None
     data_dir: str | None = None
     download: bool = True
-    eval_batch_size: int = 500
+    eval_batch_size: int | None = None
+    """Images per forward pass in evaluation; None is ``batch_size``."""
     limit_train: int | None = None
     """Train on a seeded subset of this many images (for quick tests); None is all of them."""
     limit_test: int | None = None
@@ -129,9 +130,9 @@ class TrainConfig:
 
         if self.model not in VARIANTS:
             raise ConfigError(f"model must be one of {', '.join(VARIANTS)}, got {self.model!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
+        for name in ("epochs", "batch_size", "step_size"):
             positive_int(name)
-        for name in ("limit_train", "limit_test"):
+        for name in ("limit_train", "limit_test", "eval_batch_size"):
             positive_int(name, allow_none=True)
         number("lr", 0.0, low_open=True)
         number("momentum", 0.0, 1.0)
@@ -275,6 +276,11 @@ class InputPipeline:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def format_rate(per_second: float) -> str:
+    """A rate with as many digits as it needs: 1234, 56.7, 0.36."""
+    return f"{per_second:.0f}" if per_second >= 100 else f"{per_second:.1f}" if per_second >= 1 else f"{per_second:.2f}"
+
+
 def _default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{config.model}-{config.dataset}"
@@ -387,6 +393,7 @@ class Trainer:
             cfg.dataset, image_shape, self.model.input_shape, dataset.mean, dataset.std, cfg.augment, cfg.dtype, pca
         )
         self.loss_fn = SoftmaxCrossEntropy()
+        self.eval_batch_size = cfg.eval_batch_size or cfg.batch_size
         self.optimizer = SGD(self.model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scheduler: ReduceLROnPlateau | StepLR | None = None
         if cfg.schedule == "plateau":
@@ -501,6 +508,12 @@ class Trainer:
         if self._stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now (every file on disk is whole)
         self._stop_signal = signum
+        # Written straight to file descriptor 2: print() is not safe inside a signal handler.
+        note = f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint (Ctrl-C again aborts)\n"
+        try:
+            os.write(2, note.encode())
+        except OSError:
+            pass
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -513,14 +526,14 @@ class Trainer:
     ) -> EvalResult:
         """Loss, top-1 and top-5 accuracy and confusion matrix on ``images`` (default: the held-out split).
 
-        The model runs in eval mode (dropout off), in batches of ``config.eval_batch_size``. With ten crops
-        the softmax outputs of the ten views are averaged, as in the paper ([P] §4.1), and the loss is
-        −log of that average.
+        The model runs in eval mode (dropout off), in batches of ``config.eval_batch_size`` (default
+        ``batch_size``). With ten crops the softmax outputs of the views are averaged, as in the paper
+        ([P] §4.1), and the loss is −log of that average.
         """
         images = self.test_images if images is None else images
         labels = self.test_labels if labels is None else labels
         ten_crop = self.config.ten_crop if ten_crop is None else ten_crop
-        return evaluate_model(self.model, self.pipeline, images, labels, self.config.eval_batch_size, ten_crop)
+        return evaluate_model(self.model, self.pipeline, images, labels, self.eval_batch_size, ten_crop)
 
     # -- training ---------------------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -557,12 +570,12 @@ class Trainer:
     def initial_loss(self, count: int = 500) -> float:
         """Mean loss of the untrained network on the first ``count`` training images (eval mode, no draws)."""
         result = evaluate_model(
-            self.model, self.pipeline, self.train_images[:count], self.train_labels[:count], self.config.eval_batch_size
+            self.model, self.pipeline, self.train_images[:count], self.train_labels[:count], self.eval_batch_size
         )
         return result.loss
 
     def _make_bar(self, total: int, initial: int, epoch: int) -> Any:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         kwargs: dict[str, Any] = {}
         if self.progress is not None:
@@ -608,7 +621,7 @@ class Trainer:
                     bar.set_postfix(
                         loss=f"{p['loss_sum'] / p['seen']:.4f}",
                         acc=f"{p['correct'] / p['seen']:.2%}",
-                        img_s=f"{p['seen'] / max(p['seconds'], 1e-9):.0f}",
+                        img_s=format_rate(p["seen"] / max(p["seconds"], 1e-9)),
                         refresh=False,
                     )
                 if self.on_step is not None:
@@ -733,6 +746,8 @@ class Trainer:
                     "normalisation and the initialisation before trusting this run"
                 )
             self._save("last.safetensors")  # epoch 0: a good checkpoint exists before the first step
+        elif self.epochs_done >= cfg.epochs:
+            self.log(f"the run already has {self.epochs_done} epochs: nothing to train (raise --epochs to continue)")
         else:
             where = (
                 f"epoch {self.epochs_done + 1}, step {self.step_in_epoch}"
@@ -753,7 +768,7 @@ class Trainer:
                     f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%} | "
                     f"held-out loss {row['test_loss']:.4f} top-1 {row['test_accuracy']:.2%} "
                     f"top-5 {row['test_top5_accuracy']:.2%} | lr {row['lr']:g} | "
-                    f"{row['images_per_second']:.0f} img/s, {row['train_seconds']:.1f} s"
+                    f"{format_rate(row['images_per_second'])} img/s, {row['train_seconds']:.1f} s"
                 )
                 if self._stop_signal is not None and epoch < cfg.epochs:
                     return self._interrupted()
