@@ -36,7 +36,7 @@ feed in, and training starts on a plateau. :func:`signal_ratio` measures it (std
 images over their mean size, 4 random images, ``seed(0)``): 1.4e-4 for ``paper`` with the paper's init,
 0.12 with He's (``mini``: 3.6e-5 and 0.12). In practice ``minialex train --init paper`` (the ``mini``
 model, otherwise the default recipe) stayed at chance, 10 % held-out accuracy and a loss of ln 10, for its
-first two epochs, where He's initialisation was at 81–88 % after one. Caffe's replication of the paper met exactly this: its ``bvlc_alexnet`` uses std 0.005 in
+first two epochs, where He's initialisation was at 88 % after one. Caffe's replication of the paper met exactly this: its ``bvlc_alexnet`` uses std 0.005 in
 fc6/fc7 and biases 0.1 "since initialization to 1 gave flat loss". ``init="paper"`` reproduces the
 published recipe for those who want to see it.
 
