@@ -29,16 +29,17 @@ Initialisation (``init=``):
 * ``"he"``: weights ~ N(0, 2 / fan_in) with fan_in = C_in/G · KH · KW (conv) or in (linear), biases 0.
   Each layer then keeps the variance of its input through the ReLUs, whatever the depth and width.
 
-The default is ``"he"`` for every variant, the paper's included. With the paper's fixed std of 0.01 the
-input signal shrinks by about 0.01·√fan_in per layer (0.19 at conv1, 0.33 at fc7), so that at the
-output the part of the logits that depends on the image is tiny next to the constant part the 1-biases
-feed in, and training starts on a plateau. :func:`signal_ratio` measures it (std of the logits across
-images over their mean size, 4 random images, ``seed(0)``): 1.4e-4 for ``paper`` with the paper's init,
-0.12 with He's (``mini``: 3.6e-5 and 0.12). In practice ``minialex train --init paper`` (the ``mini``
-model, otherwise the default recipe) stayed at chance, 10 % held-out accuracy and a loss of ln 10, for its
-first two epochs, where He's initialisation was at 88 % after one. Caffe's replication of the paper met exactly this: its ``bvlc_alexnet`` uses std 0.005 in
-fc6/fc7 and biases 0.1 "since initialization to 1 gave flat loss". ``init="paper"`` reproduces the
-published recipe for those who want to see it.
+The default is ``"he"`` for every variant, the paper's included. With the paper's fixed std of 0.01,
+each layer multiplies the scale of the image-dependent signal by about 0.01·√(fan_in/2) (0.19 at conv1,
+whose input is not rectified, then 0.25 to 0.68), so that at the output the part of the logits that
+depends on the image is tiny next to the constant part the 1-biases feed in, and training starts on a
+plateau. :func:`signal_ratio` measures it (std of the logits across images over their mean size, 4 random
+images, ``seed(0)``): 1.4e-4 for ``paper`` with the paper's init, 0.12 with He's (``mini``: 3.6e-5 and
+0.12). In practice ``minialex train --init paper`` (the ``mini`` model, otherwise the default recipe)
+stayed at chance, 10 % held-out accuracy and a loss of ln 10, for its first two epochs, where He's
+initialisation was at 88 % after one. Caffe's replication of the paper met exactly this: its
+``bvlc_alexnet`` uses std 0.005 in fc6/fc7 and biases 0.1 "since initialization to 1 gave flat loss".
+``init="paper"`` reproduces the published recipe for those who want to see it.
 
 Every draw goes through :func:`minialex.backend.normal`, so :func:`minialex.seed` makes a model
 reproducible.
