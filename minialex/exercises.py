@@ -19,6 +19,7 @@ differences in float32 are noise (see :mod:`minialex.gradcheck`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -411,15 +412,144 @@ def check_conv_cost(fn: Callable[..., Any]) -> None:
     _grade("conv_cost", body)
 
 
+# --------------------------------------------------------------------------------------------------------
+# 06: training
+
+
+def check_sgd_paper_step(fn: Callable[..., Any]) -> None:
+    """``fn(w, v, grad, lr, momentum, weight_decay) -> (w, v)``: the paper's rule
+    v ← μ·v − λ·ε·w − ε·g, w ← w + v, over several steps with a change of learning rate."""
+
+    def body() -> str:
+        rng = np.random.default_rng(10)
+        w_ref, v_ref = rng.standard_normal((4, 3)), np.zeros((4, 3))
+        w, v = w_ref.copy(), v_ref.copy()
+        mu, lam = 0.9, 5e-4
+        for step, lr in enumerate([0.1, 0.1, 0.1, 0.01, 0.01]):
+            g = rng.standard_normal(w.shape)
+            before = w.copy(), v.copy(), g.copy()
+            result = fn(w, v, g, lr, mu, lam)
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                raise _Fail("return a tuple (new w, new v)")
+            for old, new, what in zip(before, (w, v, g), ("w", "v", "grad"), strict=True):
+                _unchanged(old, new, what)
+            w_new = _array(result[0], f"w after step {step + 1}", w.shape)
+            v_new = _array(result[1], f"v after step {step + 1}", w.shape)
+            v_expected = mu * v_ref - lam * lr * w_ref - lr * g
+            w_expected = w_ref + v_expected
+            if rel_error(v_new, v_expected) > EXACT_TOL or rel_error(w_new, w_expected) > EXACT_TOL:
+                hint = ""
+                if rel_error(v_new, mu * v_ref - lam * w_ref - lr * g) <= EXACT_TOL:
+                    hint = " The decay term is λ·ε·w: weight decay is scaled by the learning rate too."
+                elif rel_error(v_new, mu * v_ref + lam * lr * w_ref - lr * g) <= EXACT_TOL:
+                    hint = " Weight decay must pull w towards 0: subtract λ·ε·w."
+                elif (
+                    rel_error(w_new, w_ref + mu * v_ref - lam * lr * w_ref - lr * g) > EXACT_TOL
+                    and rel_error(w_new, w_ref - v_expected) <= EXACT_TOL
+                ):
+                    hint = " The paper adds the velocity: w ← w + v."
+                raise _Fail(f"step {step + 1} (lr {lr}) differs from v ← μv − λεw − εg, w ← w + v.{hint}")
+            w_ref, v_ref = w_expected, v_expected
+            w, v = w_new, v_new
+        return "five steps, including a drop of the learning rate, match the paper's rule"
+
+    _grade("sgd_paper_step", body)
+
+
+def check_confusion_matrix(fn: Callable[..., Any]) -> None:
+    """``fn(labels, predictions, num_classes) -> C`` with ``C[i, j]`` = images of true class i predicted as j."""
+
+    def body() -> str:
+        rng = np.random.default_rng(11)
+        for k, n in [(3, 12), (10, 500), (4, 1)]:
+            labels, predictions = rng.integers(0, k, n), rng.integers(0, k, n)
+            expected = np.zeros((k, k), dtype=np.int64)
+            for t, p in zip(labels, predictions, strict=True):
+                expected[t, p] += 1
+            got = fn(labels.copy(), predictions.copy(), k)
+            arr = _host(got) if got is not None else None
+            if arr is None or arr.shape != (k, k):
+                raise _Fail(f"expected a ({k}, {k}) array, got {None if arr is None else arr.shape}")
+            if not np.array_equal(arr, expected):
+                hint = " Rows are the true class, columns the prediction." if np.array_equal(arr, expected.T) else ""
+                raise _Fail(f"wrong counts for {n} images of {k} classes.{hint}")
+        return "right counts, rows = true class, columns = predicted class"
+
+    _grade("confusion_matrix", body)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 07: CPU vs GPU
+
+
+def check_im2col_bytes(fn: Callable[..., Any]) -> None:
+    """``fn(n, c, h, w, k, stride, padding, itemsize) -> bytes`` of the im2col matrix, compared with real
+    buffers and with the paper's conv1 and conv2 at batch 128."""
+
+    def body() -> str:
+        rng = np.random.default_rng(12)
+        for _ in range(8):
+            n, c, k, s = (
+                int(rng.integers(1, 4)),
+                int(rng.integers(1, 5)),
+                int(rng.integers(1, 6)),
+                int(rng.integers(1, 4)),
+            )
+            p, h, w = int(rng.integers(0, 3)), int(rng.integers(k, 15)), int(rng.integers(k, 15))
+            for dtype in (np.float32, np.float64):
+                real = im2col(np.zeros((n, c, h, w), dtype=dtype), k, s, p).nbytes
+                got = fn(n, c, h, w, k, s, p, np.dtype(dtype).itemsize)
+                if got != real:
+                    raise _Fail(
+                        f"im2col_bytes(n={n}, c={c}, h={h}, w={w}, k={k}, stride={s}, padding={p}, "
+                        f"itemsize={np.dtype(dtype).itemsize}) = {got}, but the real buffer has {real} bytes"
+                    )
+        conv1 = fn(128, 3, 227, 227, 11, 4, 0, 4)
+        conv2 = fn(128, 96, 27, 27, 5, 1, 2, 4)
+        if conv1 != 363 * 128 * 55 * 55 * 4 or conv2 != 2400 * 128 * 27 * 27 * 4:
+            raise _Fail(
+                f"the paper's conv1/conv2 at batch 128 should need 562,161,600 and 895,795,200 bytes, got {conv1:,} and {conv2:,}"
+            )
+        return "matches real im2col buffers; conv1 and conv2 at batch 128 need 562 MB and 896 MB"
+
+    _grade("im2col_bytes", body)
+
+
+def check_gemm_intensity(fn: Callable[..., Any]) -> None:
+    """``fn(m, k, n, itemsize) -> FLOPs per byte`` = 2mkn / (itemsize·(mk + kn + mn))."""
+
+    def body() -> str:
+        cases = [(128, 1200, 93312, 4), (1, 9216, 4096, 4), (64, 64, 64, 8), (4096, 4096, 128, 4), (3, 5, 7, 2)]
+        for m, k, n, size in cases:
+            expected = 2 * m * k * n / (size * (m * k + k * n + m * n))
+            got = fn(m, k, n, size)
+            if not isinstance(got, (int, float, np.integer, np.floating)) or not math.isclose(
+                got, expected, rel_tol=1e-12
+            ):
+                hint = (
+                    " Count 2 FLOPs per multiply-add."
+                    if isinstance(got, (int, float)) and math.isclose(got * 2, expected)
+                    else ""
+                )
+                raise _Fail(f"gemm_intensity({m}, {k}, {n}, {size}) = {got!r}, expected {expected:.6g}.{hint}")
+        return "right, e.g. conv2's grouped GEMM at batch 128: 58 FLOP/byte; a batch-1 fc6 product: 0.5 FLOP/byte"
+
+    _grade("gemm_intensity", body)
+
+
 __all__ = [
     "check_col2im",
+    "check_confusion_matrix",
     "check_conv_cost",
+    "check_gemm_intensity",
     "check_im2col",
+    "check_im2col_bytes",
     "check_linear_backward",
     "check_lrn_backward",
     "check_lrn_forward",
     "check_maxpool_backward",
     "check_pool5_side",
     "check_relu_backward",
+    "check_sgd_paper_step",
     "check_softmax_ce_backward",
 ]

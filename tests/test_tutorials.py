@@ -46,7 +46,7 @@ def _summary(nb) -> list[tuple[str, str, list[str]]]:
 
 
 def test_every_notebook_has_its_source_solutions_and_readme_entry():
-    assert SOURCES, f"no tutorial sources in {build.SOURCE_DIR}"
+    assert len(SOURCES) == 7, f"expected the 7 tutorial sources in {build.SOURCE_DIR}, found {NAMES}"
     committed = sorted(path.stem for path in TUTORIALS.glob("*.ipynb"))
     assert committed == NAMES, "every tutorials/source/NN_*.py has its tutorials/NN_*.ipynb and vice versa"
     readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
@@ -131,6 +131,7 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
 
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
     s4, s5 = _solution("04_local_response_norm"), _solution("05_assembling_alexnet")
+    s6, s7 = _solution("06_training"), _solution("07_cpu_vs_gpu")
 
     def softmax_ce_no_mean(logits, labels):
         return s1["softmax_ce_backward"](logits, labels) * len(labels)
@@ -203,6 +204,25 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
             side = (side + 2 * p - k) // s + 1
         return side
 
+    def sgd_decay_not_scaled(w, v, grad, lr, momentum, weight_decay):
+        v_new = momentum * v - weight_decay * w - lr * grad
+        return w + v_new, v_new
+
+    def sgd_in_place(w, v, grad, lr, momentum, weight_decay):
+        v *= momentum
+        v -= weight_decay * lr * w + lr * grad
+        w += v
+        return w, v
+
+    def confusion_transposed(labels, predictions, num_classes):
+        return s6["my_confusion_matrix"](labels, predictions, num_classes).T
+
+    def im2col_bytes_no_padding(n, c, h, w, k, stride, padding, itemsize=4):
+        return s7["im2col_bytes"](n, c, h, w, k, stride, 0, itemsize)
+
+    def intensity_macs(m, k, n, itemsize=4):
+        return s7["gemm_intensity"](m, k, n, itemsize) / 2
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -230,6 +250,11 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
             "groups",
         ),
         ("check_pool5_side", "rounds instead of flooring", pool5_side_rounding, "expected"),
+        ("check_sgd_paper_step", "decay not times lr", sgd_decay_not_scaled, "scaled by the learning rate"),
+        ("check_sgd_paper_step", "updates in place", sgd_in_place, "modified"),
+        ("check_confusion_matrix", "transposed", confusion_transposed, "Rows are the true class"),
+        ("check_im2col_bytes", "padding ignored", im2col_bytes_no_padding, "real buffer"),
+        ("check_gemm_intensity", "MACs, not FLOPs", intensity_macs, "2 FLOPs per multiply-add"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

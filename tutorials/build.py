@@ -25,6 +25,7 @@ Usage (from the repository root)::
     python tutorials/build.py                 # regenerate every notebook and execute it (outputs kept)
     python tutorials/build.py 03 04           # only the notebooks whose names start with 03 or 04
     python tutorials/build.py --no-execute    # cells only, no outputs
+    python tutorials/build.py --prose-only 06 # after editing markdown only: keep the committed outputs
 
 Executed notebooks are normalised so that re-running them changes as little as possible: no execution
 counts, no timing metadata, no kernel or Python version, cell ids derived from the cell's content.
@@ -124,14 +125,16 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 120) -> nbforma
     from nbclient import NotebookClient
 
     with tempfile.TemporaryDirectory() as tmp:
+        km = kernel_manager(Path(tmp))
         client = NotebookClient(
-            nb,
-            km=kernel_manager(Path(tmp)),
-            timeout=timeout,
-            resources={"metadata": {"path": str(cwd)}},
-            record_timing=False,
+            nb, km=km, timeout=timeout, resources={"metadata": {"path": str(cwd)}}, record_timing=False
         )
-        client.execute()
+        try:
+            # nbclient leaves a kernel it did not create running unless told to clean it up
+            client.execute(cleanup_kc=True)
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
     return nb
 
 
@@ -152,10 +155,26 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def reuse_outputs(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+    """Copy the outputs of the committed notebook at ``path`` into ``nb``, provided that every code cell is
+    unchanged (same sources in the same order): then only prose changed, and the outputs are still valid."""
+    old = nbformat.read(path, as_version=4)
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    new_code = [c for c in nb.cells if c.cell_type == "code"]
+    if [c.source for c in old_code] != [c.source for c in new_code]:
+        raise SystemExit(f"{path.name}: code cells changed since the last build; run without --prose-only")
+    for new, previous in zip(new_code, old_code, strict=True):
+        new.outputs = previous.outputs
+    return nb
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("only", nargs="*", help="build only notebooks whose names start with these prefixes")
     parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
+    parser.add_argument(
+        "--prose-only", action="store_true", help="only markdown changed: keep the committed notebook's outputs"
+    )
     args = parser.parse_args(argv)
     # Figures are captured as PNG outputs by the kernel's inline backend, which an inherited Agg would disable.
     os.environ.pop("MPLBACKEND", None)
@@ -166,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         nb = parse_source(source)
         start = time.perf_counter()
-        if not args.no_execute:
+        if args.prose_only:
+            reuse_outputs(nb, notebook_path(source))
+        elif not args.no_execute:
             execute(nb, cwd=HERE)
         nbformat.validate(nb)
         nbformat.write(normalise(nb), notebook_path(source))
