@@ -73,6 +73,14 @@ def plot_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
+def _grid_columns(n: int) -> int:
+    root = math.sqrt(n)
+    for columns in range(math.ceil(root), math.floor(2 * root) + 1):
+        if n % columns == 0:
+            return columns
+    return max(1, math.ceil(root))
+
+
 def filter_grid(weights: np.ndarray, columns: int | None = None, pad: int = 1) -> np.ndarray:
     """Tile convolution filters into one image, each filter scaled to [0, 1] on its own.
 
@@ -81,7 +89,8 @@ def filter_grid(weights: np.ndarray, columns: int | None = None, pad: int = 1) -
     weights : (C_out, C_in, KH, KW) array
         C_in = 3 is shown in colour (RGB), any other C_in as the grey mean over input channels.
     columns : int, optional
-        Filters per row (default: the ceiling of the square root of C_out).
+        Filters per row (default: a divisor of C_out between √C_out and 2√C_out when there is one, so that
+        the grid has no ragged last row: 8×4 for 32 filters, 12×8 for the paper's 96).
     pad : int
         Pixels of white between filters.
 
@@ -100,7 +109,7 @@ def filter_grid(weights: np.ndarray, columns: int | None = None, pad: int = 1) -
     low = rgb.min(axis=(1, 2, 3), keepdims=True)
     span = rgb.max(axis=(1, 2, 3), keepdims=True) - low
     scaled = np.where(span > 0, (rgb - low) / np.where(span > 0, span, 1.0), 0.5)
-    columns = columns or max(1, math.ceil(math.sqrt(n)))
+    columns = columns or _grid_columns(n)
     rows = math.ceil(n / columns)
     grid = np.ones((rows * (kh + pad) + pad, columns * (kw + pad) + pad, 3))
     for i in range(n):
