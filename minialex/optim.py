@@ -216,6 +216,8 @@ class SGD:
         except ConfigError as exc:
             raise CheckpointError(f"{source}: {exc}") from exc
         params, velocity = self.model.params, state["velocity"]
+        if not isinstance(velocity, dict):
+            raise CheckpointError(f"{source}: velocity must be a dict of arrays, got {type(velocity).__name__}")
         missing = sorted(set(params) - set(velocity))
         unexpected = sorted(set(velocity) - set(params))
         misshaped = [
@@ -350,6 +352,10 @@ class ReduceLROnPlateau:
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}: malformed ReduceLROnPlateau state ({type(exc).__name__}: {exc})") from exc
+        if values["mode"] not in ("min", "max") or not 0.0 < values["factor"] < 1.0:
+            raise CheckpointError(
+                f"{source}: malformed ReduceLROnPlateau state (mode {values['mode']!r}, factor {values['factor']})"
+            )
         self.__dict__.update(values)
 
     def __repr__(self) -> str:

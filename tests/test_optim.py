@@ -265,6 +265,8 @@ def test_state_of_another_model_is_rejected_with_the_list():
     bad = opt.state_dict() | {"lr": -1.0}
     with pytest.raises(CheckpointError, match="lr"):
         opt.load_state_dict(bad)
+    with pytest.raises(CheckpointError, match="velocity must be a dict"):
+        opt.load_state_dict(opt.state_dict() | {"velocity": [1, 2]})
 
 
 def test_zero_state():
@@ -329,6 +331,11 @@ def test_plateau_state_round_trip():
     assert a.state_dict() == b.state_dict() and opt_a.lr == opt_b.lr
     with pytest.raises(CheckpointError, match="expected a ReduceLROnPlateau state, got 'StepLR'"):
         b.load_state_dict(StepLR(opt_b, 3).state_dict())
+    before = b.state_dict()
+    for bad in ({"mode": "up"}, {"factor": 2.0}, {"patience": "x"}):
+        with pytest.raises(CheckpointError, match="malformed ReduceLROnPlateau state"):
+            b.load_state_dict(before | bad)
+    assert b.state_dict() == before  # a rejected state changes nothing
 
 
 def test_step_lr():
