@@ -25,7 +25,8 @@ very next step is 10× smaller; the paper's decays towards the new size over ~1/
 Every parameter is updated in place (the model's arrays are never replaced), in its own dtype (float32
 stays float32). On NumPy the update runs over chunks of at most 2¹⁶ elements with one reusable scratch
 buffer, so no temporary as large as fc6's 151 MB weight is ever made and each chunk stays in cache for all
-four operations; on CuPy it is one fused elementwise kernel.
+four operations (on fc6, one thread: 71 ms per step against 339 ms for the whole-array form, which
+allocates two 151 MB temporaries); on CuPy it is one fused elementwise kernel.
 
 Schedules (:class:`ReduceLROnPlateau`, :class:`StepLR`) change ``optimizer.lr`` once per epoch.
 """
