@@ -223,7 +223,8 @@ print(
 # may be no faster than the CPU.
 #
 # **Numbers.** float32 results differ between backends in the last bits (different summation orders in the
-# GEMMs), around $10^{-6}$ relative; float64 gradient checks agree to $10^{-10}$ on both.
+# GEMMs), around $10^{-6}$ relative; the test suite runs the same float64 gradient checks, with the same
+# $10^{-6}$ bound, on both backends.
 #
 # Which backend is running this notebook, and is a GPU visible at all?
 
@@ -271,6 +272,43 @@ for path in reports:
         display(Markdown(f.read()))
 for path in charts:
     display(Image(filename=path, width=700))
+
+# %% [markdown]
+# The JSON file holds the same numbers for programs. For example, the training-step throughput of every model on
+# every device and framework, and minialex's ratio to PyTorch on the same device (this cell reads the `steps`
+# entries: model, batch, device and the median seconds per framework):
+
+
+# %%
+def step_rows(record):
+    """(device, model, batch, framework, images/s, GFLOP/s) for every measured training step."""
+    rows = []
+    for entry in record.get("steps", []):
+        for framework, seconds in entry.get("median_s", {}).items():
+            device = entry.get("device", "cpu")
+            images = entry["batch"] / seconds
+            rows.append((device, entry["variant"], entry["batch"], framework, images, entry["gflop_step"] / seconds))
+    return rows
+
+
+for path in records:
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    try:
+        rows = step_rows(record)
+    except (KeyError, TypeError, ZeroDivisionError) as exc:
+        print(f"{os.path.basename(path)}: no training-step table in the expected layout ({type(exc).__name__})")
+        continue
+    if not rows:
+        continue
+    print(f"{os.path.basename(path)}: float32 GEMM rate {record.get('gemm_gflops', float('nan')):.0f} GFLOP/s")
+    print(
+        f"{'device':6s} {'model':12s} {'batch':>5s} {'framework':16s} {'images/s':>9s} {'GFLOP/s':>8s} {'vs PyTorch':>10s}"
+    )
+    for device, variant, n, framework, images, gflops in rows:
+        torch_rates = [r[4] for r in rows if r[:3] == (device, variant, n) and r[3].startswith("torch")]
+        ratio = f"{images / max(torch_rates):10.2f}" if framework == "minialex" and torch_rates else ""
+        print(f"{device:6s} {variant:12s} {n:5d} {framework:16s} {images:9.1f} {gflops:8.1f} {ratio}")
 
 # %% [markdown]
 # How to read such a report:
