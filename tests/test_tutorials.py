@@ -67,10 +67,15 @@ def test_committed_notebook_matches_its_source(name):
     assert _summary(committed) == _summary(fresh), (
         f"tutorials/{name}.ipynb is out of date with tutorials/source/{name}.py: run `python tutorials/build.py {name[:2]}`"
     )
-    for cell in committed.cells:
-        if cell.cell_type == "code":
-            assert cell.execution_count is None and "execution" not in cell.metadata, "run the build's normalise step"
-            assert not [o for o in cell.outputs if o.output_type == "error"], f"{name}: a committed cell shows an error"
+    code = [cell for cell in committed.cells if cell.cell_type == "code"]
+    assert any(cell.outputs for cell in code), (
+        f"{name}: committed without outputs (tutorials/README.md says why we keep them)"
+    )
+    for cell in code:
+        assert cell.execution_count is None and "execution" not in cell.metadata, "run the build's normalise step"
+        assert not [o for o in cell.outputs if o.output_type == "error"], f"{name}: a committed cell shows an error"
+        stderr = [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
+        assert not stderr, f"{name}: a committed cell printed warnings or errors: {stderr}"
 
 
 @pytest.mark.parametrize("name", NAMES)
