@@ -193,11 +193,13 @@ exercises.check_conv_cost(conv_cost)
 #   velocity per weight);
 # * **activations**: the output of every layer for the whole batch, which the next layer keeps for its backward
 #   pass (its input);
-# * **im2col buffers**: each convolution keeps its `cols` matrix, $C_{in}K^2\times N O_H O_W$, to compute
-#   $\partial L/\partial W = G\,\mathrm{cols}^\top$ (notebook 2). Every pixel is copied once per window that sees it.
+# * **im2col buffers**: the `cols` matrix of each convolution, $C_{in}K^2\times N O_H O_W$, which the backward pass
+#   needs again for $\partial L/\partial W = G\,\mathrm{cols}^\top$ (notebook 2). Every pixel is copied once per
+#   window that sees it. We count the simplest design: the whole batch lowered at once, and every layer's `cols`
+#   kept until the backward pass.
 #
-# Nothing is allocated here: the sizes follow from the table. (Real implementations differ in detail: minialex
-# keeps a boolean mask for ReLU, a one-byte argmax for max-pooling, and a few arrays for LRN; the point is the
+# Nothing is allocated here: the sizes follow from the table. (Real implementations differ in detail: a ReLU can
+# keep a boolean mask instead of its input, max-pooling a one-byte argmax, LRN a few arrays; the point is the
 # order of magnitude.)
 
 # %%
@@ -252,9 +254,9 @@ plt.show()
 # %% [markdown]
 # The im2col copies are the largest item: conv2's alone is about 0.9 GB, nine times the layer's own output, because
 # each of its input pixels is copied into 25 windows. This is the price of turning a convolution into one big GEMM
-# over the whole batch. Memory-conscious engines lower a slice of the batch at a time (Caffe lowers one image at a
-# time) or reuse one buffer from step to step, trading GEMM size for memory. Notebook 7 looks at the time side of
-# the same trade.
+# over the whole batch. The remedy is to lower a slice of the batch at a time into one reused buffer and, in the
+# backward pass, to rebuild the columns from the layer's input (which is kept anyway): one more copy, which is cheap
+# next to the GEMMs (notebook 7), for gigabytes less memory. Caffe, for example, lowers one image at a time.
 #
 # ## 5.5 Is the whole network's backward right?
 #
@@ -278,7 +280,7 @@ for name, err in errs.items():
 # * The paper's "224" does not fit conv1 (54.25 positions); 227 (Caffe) or 224 with padding 2 (torchvision) gives
 #   the $96\times55\times55 \to 256\times6\times6$ chain that fc6's 9216 inputs need.
 # * Parameters live in the FC layers (96 %, fc6 alone 62 %); the work is in the convolutions (92 % of the MACs).
-# * A training step at batch 128 needs about 4 GB in float32 when the whole batch is lowered at once, and the
-#   im2col copies are more than half of it.
+# * A training step at batch 128 needs about 4 GB in float32 when the whole batch is lowered at once and every
+#   `cols` is kept; the im2col copies are more than half of it, and lowering in slices removes most of that.
 #
 # **Next:** [6. Training](06_training.ipynb): the paper's optimiser, and a real (short) training run.
