@@ -39,6 +39,10 @@ from minialex.backend import xp
 from minialex.errors import LayerInputError
 from minialex.layers.base import Array, Layer
 from minialex.layers.im2col import IntPair, col2im, conv_output_size, im2col, pair
+from minialex.layers.workspace import scratch
+
+CHUNK_BYTES = 64 * 2**20
+"""Columns of at most this many bytes are built at once (a batch is cut into chunks of images to fit)."""
 
 
 def _positive(value: int, what: str) -> int:
@@ -95,8 +99,7 @@ class Conv2d(Layer):
         self.params["weight"] = backend.normal(shape, std=math.sqrt(2.0 / fan_in), dtype=dtype)
         if bias:
             self.params["bias"] = xp.zeros(out_channels, dtype=dtype)
-        self._cols: Array | None = None
-        self._x_shape: tuple[int, ...] = ()
+        self._x: Array | None = None
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -128,40 +131,68 @@ class Conv2d(Layer):
             )
         self._check_param_dtype(x)
 
+    def batch_chunk(self, x_shape: tuple[int, ...], itemsize: int) -> int:
+        """How many images go through im2col and the GEMMs at once: as many as fit in :data:`CHUNK_BYTES`."""
+        n, _, oh, ow = self.output_shape(x_shape)
+        kh, kw = self.kernel_size
+        per_image = self.in_channels * kh * kw * oh * ow * itemsize
+        return max(1, min(n, CHUNK_BYTES // per_image))
+
     def forward(self, x: Array) -> Array:
         self._check_input(x)
         n, c_out, oh, ow = self.output_shape(x.shape)
-        g = self.groups
-        cols = im2col(x, self.kernel_size, self.stride, self.padding)  # (C_in*KH*KW, N*OH*OW)
-        weight = self.params["weight"]
-        if g == 1:
-            out = weight.reshape(c_out, -1) @ cols
-        else:
-            out = xp.matmul(weight.reshape(g, c_out // g, -1), cols.reshape(g, -1, cols.shape[1]))
-            out = out.reshape(c_out, -1)
+        g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        w_g = self.params["weight"].reshape(g, c_out // g, k // g)
+        out = xp.empty((c_out, n * oh * ow), dtype=x.dtype)
+        step = self.batch_chunk(x.shape, x.dtype.itemsize)
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            cols = scratch("conv.cols", (k, (n1 - n0) * oh * ow), x.dtype)
+            im2col(x[n0:n1], self.kernel_size, self.stride, self.padding, out=cols)
+            # y_g = W_g @ cols_g for every group at once, written straight into this chunk's columns.
+            xp.matmul(
+                w_g, cols.reshape(g, k // g, -1), out=out.reshape(g, c_out // g, -1)[:, :, n0 * oh * ow : n1 * oh * ow]
+            )
         if "bias" in self.params:
             out += self.params["bias"][:, None]
-        self._cols, self._x_shape = cols, tuple(x.shape)
+        # Keep the input, not its columns: the backward pass rebuilds them chunk by chunk, which costs one
+        # more im2col copy but keeps memory at one chunk's columns instead of the whole batch's.
+        self._x = x
         # (C_out, N, OH, OW) in memory, seen as (N, C_out, OH, OW): no transpose copy is needed.
         return out.reshape(c_out, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, dy: Array) -> Array:
-        self._require_forward(self._cols)
-        cols, weight = self._cols, self.params["weight"]
-        out_shape = self.output_shape(self._x_shape)
-        self._check_grad(dy, out_shape, cols.dtype)
-        c_out, g = self.out_channels, self.groups
-        dy_mat = dy.transpose(1, 0, 2, 3).reshape(c_out, -1)  # free when dy is channel-major in memory
-        if g == 1:
-            w_mat = weight.reshape(c_out, -1)
-            self.grads["weight"] = (dy_mat @ cols.T).reshape(weight.shape)
-            dcols = w_mat.T @ dy_mat
-        else:
-            dy_g = dy_mat.reshape(g, c_out // g, -1)
-            cols_g = cols.reshape(g, -1, cols.shape[1])
-            w_g = weight.reshape(g, c_out // g, -1)
-            self.grads["weight"] = xp.matmul(dy_g, cols_g.transpose(0, 2, 1)).reshape(weight.shape)
-            dcols = xp.matmul(w_g.transpose(0, 2, 1), dy_g).reshape(cols.shape)
+        self._require_forward(self._x)
+        x, weight = self._x, self.params["weight"]
+        n, c_out, oh, ow = self.output_shape(x.shape)
+        self._check_grad(dy, (n, c_out, oh, ow), x.dtype)
+        g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        ph, pw = self.padding
+        dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
+        w_t = weight.reshape(g, c_out // g, k // g).transpose(0, 2, 1)
+        dw_t = xp.zeros((g, k // g, c_out // g), dtype=x.dtype)  # dWᵀ, accumulated over the chunks
+        dxpad = xp.zeros((self.in_channels, n, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        step = self.batch_chunk(x.shape, x.dtype.itemsize)
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            p0, p1 = n0 * oh * ow, n1 * oh * ow
+            dy_c = dy_g[:, :, p0:p1]
+            cols = scratch("conv.cols", (k, p1 - p0), x.dtype)
+            im2col(x[n0:n1], self.kernel_size, self.stride, self.padding, out=cols)
+            # dWᵀ = cols @ dYᵀ: the same product as dY @ colsᵀ, but BLAS runs this orientation several
+            # times faster here (the long N·OH·OW axis is the inner dimension of both operands).
+            dw_t += xp.matmul(cols.reshape(g, k // g, -1), dy_c.transpose(0, 2, 1))
+            dcols = scratch("conv.dcols", (g, k // g, p1 - p0), x.dtype)
+            xp.matmul(w_t, dy_c, out=dcols)
+            col2im(
+                dcols.reshape(k, -1),
+                (n1 - n0, *x.shape[1:]),
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                out=dxpad[:, n0:n1],
+            )
+        self.grads["weight"] = xp.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(weight.shape)
         if "bias" in self.params:
-            self.grads["bias"] = dy_mat.sum(axis=1)
-        return col2im(dcols, self._x_shape, self.kernel_size, self.stride, self.padding)
+            self.grads["bias"] = dy_g.reshape(c_out, -1).sum(axis=1)
+        return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)

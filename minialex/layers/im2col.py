@@ -33,6 +33,7 @@ from typing import Any
 
 from minialex.backend import xp
 from minialex.errors import LayerInputError
+from minialex.layers.workspace import scratch
 
 Array = Any
 IntPair = int | tuple[int, int]
@@ -55,12 +56,21 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def pad_spatial(x: Array, ph: int, pw: int, value: float = 0.0) -> Array:
-    """``x`` (N, C, H, W) with ``ph`` rows and ``pw`` columns of ``value`` on each side (``x`` itself if none)."""
+def pad_spatial(x: Array, ph: int, pw: int, value: float = 0.0, out: Array | None = None) -> Array:
+    """``x`` (N, C, H, W) with ``ph`` rows and ``pw`` columns of ``value`` on each side (``x`` itself if none).
+
+    ``out``, if given, is an (N, C, H + 2ph, W + 2pw) array (any memory layout) to fill instead of a new one.
+    """
     if ph == 0 and pw == 0:
         return x
     n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    if out is None:
+        out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    else:  # a reused buffer: only the border needs resetting
+        out[:, :, :ph] = value
+        out[:, :, ph + h :] = value
+        out[:, :, ph : ph + h, :pw] = value
+        out[:, :, ph : ph + h, pw + w :] = value
     out[:, :, ph : ph + h, pw : pw + w] = x
     return out
 
@@ -74,13 +84,16 @@ def _window_view(xpad: Array, kh: int, kw: int, sh: int, sw: int, oh: int, ow: i
     )
 
 
-def im2col(x: Array, kernel_size: IntPair, stride: IntPair = 1, padding: IntPair = 0) -> Array:
+def im2col(
+    x: Array, kernel_size: IntPair, stride: IntPair = 1, padding: IntPair = 0, out: Array | None = None
+) -> Array:
     """Lower a convolution's input to columns.
 
     Parameters
     ----------
     x : array (N, C, H, W)
     kernel_size, stride, padding : int or (int, int)
+    out : optional C-contiguous array (C*KH*KW, N*OH*OW) of ``x``'s dtype to write into (e.g. a reused buffer)
 
     Returns
     -------
@@ -95,10 +108,20 @@ def im2col(x: Array, kernel_size: IntPair, stride: IntPair = 1, padding: IntPair
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     if oh < 1 or ow < 1:
         raise LayerInputError(f"im2col: kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw}")
-    view = _window_view(pad_spatial(x, ph, pw), kh, kw, sh, sw, oh, ow)
-    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    cols[...] = view  # the one copy: gather every window
-    return cols.reshape(c * kh * kw, n * oh * ow)
+    shape = (c * kh * kw, n * oh * ow)
+    if out is None:
+        out = xp.empty(shape, dtype=x.dtype)
+    elif tuple(out.shape) != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise LayerInputError(
+            f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, got {out.dtype} {tuple(out.shape)}"
+        )
+    xpad = x
+    if ph or pw:  # pad into a reused buffer laid out channel-first, as the conv outputs are
+        xpad = scratch("im2col.pad", (c, n, h + 2 * ph, w + 2 * pw), x.dtype).transpose(1, 0, 2, 3)
+        pad_spatial(x, ph, pw, out=xpad)
+    view = _window_view(xpad, kh, kw, sh, sw, oh, ow)
+    out.reshape(c, kh, kw, n, oh, ow)[...] = view  # the one copy: gather every window
+    return out
 
 
 def col2im(
@@ -107,6 +130,7 @@ def col2im(
     kernel_size: IntPair,
     stride: IntPair = 1,
     padding: IntPair = 0,
+    out: Array | None = None,
 ) -> Array:
     """Adjoint of :func:`im2col`: scatter-add columns back onto the input grid.
 
@@ -114,6 +138,8 @@ def col2im(
     ----------
     cols : array (C*KH*KW, N*OH*OW)
     x_shape : (N, C, H, W), the shape of the input that :func:`im2col` lowered
+    out : optional (C, N, H + 2ph, W + 2pw) array to *add* into instead of a new zero one (a batch slice
+        of a larger buffer, say); the result is then a view of it
 
     Returns
     -------
@@ -131,7 +157,10 @@ def col2im(
             f"col2im: expected cols of shape {expected} for x_shape {tuple(x_shape)}, got {tuple(cols.shape)}"
         )
     cols6 = cols.reshape(c, kh, kw, n, oh, ow)
-    dpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    if out is None:
+        dpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    else:
+        dpad = out
     for i in range(kh):
         rows = slice(i, i + sh * oh, sh)
         for j in range(kw):

