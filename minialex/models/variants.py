@@ -365,8 +365,7 @@ def alexnet(
     if variant == "mini":
         config["widths"] = list(widths)
     model = AlexNet(layers, variant=variant, input_shape=(c, size, size), config=config)
-    if init != "he":  # Conv2d and Linear already start He-normal with zero biases: no need to draw twice
-        initialise(model, init)
+    initialise(model, init)  # the one place that defines the initial weights (the layers' own draws are replaced)
     return model
 
 
