@@ -21,7 +21,7 @@ silently wrong weights.
 
 Atomic writes. A crash, a full disk or a SIGKILL in the middle of writing must never destroy the previous
 checkpoint, so the new one is written next to it under a temporary name, flushed to the disk (``fsync``),
-then renamed over the old one (``os.replace``, atomic on POSIX and Windows), and finally the directory is
+then renamed over the old one (``os.replace``, atomic on POSIX file systems), and finally the directory is
 fsynced so that the rename itself survives a power cut. At every moment ``path`` holds either the old
 complete file or the new complete file. A temporary file left by a killed writer is removed by the next
 save of the same checkpoint.
@@ -151,7 +151,12 @@ def _temp_pattern(target: Path) -> re.Pattern[str]:
 
 
 def _remove_stale_temps(target: Path) -> None:
-    """Delete temporary files of ``target`` left by writers that no longer run (e.g. killed mid-write)."""
+    """Delete temporary files of ``target`` left by writers that no longer run (e.g. killed mid-write).
+
+    POSIX only: liveness is probed with ``os.kill(pid, 0)``, which on Windows would terminate the process.
+    """
+    if os.name != "posix":
+        return
     pattern = _temp_pattern(target)
     try:
         names = os.listdir(target.parent)
