@@ -78,13 +78,20 @@ CHECKPOINT_FORMAT = "minialex-train-1"
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` and inside every checkpoint.
 
-    The defaults are the tuned recipe for the ``mini`` model on the embedded MNIST-5k digits (see the README
-    for the figures it reaches).
+    The defaults are the recipe tuned for ``minialex train``: the ``mini`` model on the embedded MNIST-5k
+    digits, He initialisation, the paper's SGD (momentum 0.9, weight decay 5e-4 on weights), batch 64,
+    lr 0.02 divided by 10 after 12 of 18 epochs, pad-2-and-crop augmentation. Measured (seed 0, 4,000
+    training / 1,000 held-out digits): 99.0 % held-out top-1 after 18 epochs (98.6–99.0 % from epoch 13 on),
+    where 12 epochs with the drop after 8 ended at 97.6–98.3 % depending on the initial draw. The step
+    schedule is the default rather than the paper's plateau rule because 1,000 held-out digits make the
+    epoch-to-epoch error too noisy (±0.4 %) to detect a plateau reliably in a few epochs; ``schedule="plateau"``
+    is the paper's. The held-out split doubles as the validation set that the plateau rule and
+    ``best.safetensors`` use, as in the paper; ``metrics.json`` reports the last epoch, not the best one.
     """
 
     model: str = "mini"
     dataset: str = "mnist5k"
-    epochs: int = 12
+    epochs: int = 18
     batch_size: int = 64
     lr: float = 0.02
     momentum: float = 0.9
@@ -94,7 +101,7 @@ class TrainConfig:
     lr_factor: float = 0.1
     patience: int = 1
     max_reductions: int = 3
-    step_size: int = 8
+    step_size: int = 12
     seed: int = 0
     init: str | None = None
     """``"he"`` or ``"paper"``; None is the model variant's default."""
@@ -568,11 +575,40 @@ class Trainer:
         return loss, correct
 
     def initial_loss(self, count: int = 500) -> float:
-        """Mean loss of the untrained network on the first ``count`` training images (eval mode, no draws)."""
+        """Mean loss of the network on ``count`` evenly spaced training images (eval mode, no random draws).
+
+        Evenly spaced, not the first ``count``: a data set sorted by label (like MNIST-5k) would otherwise
+        show one class only.
+        """
+        n = len(self.train_labels)
+        idx = np.linspace(0, n - 1, min(count, n)).round().astype(np.int64)
         result = evaluate_model(
-            self.model, self.pipeline, self.train_images[:count], self.train_labels[:count], self.eval_batch_size
+            self.model, self.pipeline, self.train_images[idx], self.train_labels[idx], self.eval_batch_size
         )
         return result.loss
+
+    def check_initial_loss(self) -> float:
+        """Log the initial loss against ln(classes), the loss of a uniform guess; warn when it is far off.
+
+        An untrained network should be unsure of every class, so its loss is near ln K. He initialisation of
+        the output layer gives random logits of order 1, so 1–3 ln K is usual (2.8–6.6 for ``mini`` on
+        digits over 20 seeds); un-normalised pixels give ~40 ln K, a broken initialisation more. Far off
+        means outside [0.5, 3] ln K.
+        """
+        k = len(self.classes)
+        loss, expected = self.initial_loss(), math.log(k)
+        self.log(f"initial loss {loss:.4f} (a uniform guess over {k} classes gives ln {k} = {expected:.4f})")
+        if not math.isfinite(loss) or not 0.5 * expected < loss < 3.0 * expected:
+            self.log(
+                f"WARNING: the initial loss {loss:.4f} is far from ln {k} = {expected:.4f} (expected within "
+                f"[{0.5 * expected:.2f}, {3 * expected:.2f}]): check the input normalisation, the labels and the "
+                "initialisation before trusting this run"
+            )
+        elif loss > 1.5 * expected:
+            self.log(
+                "  (above ln K, as usual with He initialisation: the output layer starts with confident random guesses)"
+            )
+        return loss
 
     def _make_bar(self, total: int, initial: int, epoch: int) -> Any:
         from tqdm import tqdm
@@ -728,23 +764,13 @@ class Trainer:
         cfg = self.config
         _prepare_run_dir(self.run_dir)
         metrics.write_json(self.run_dir / "config.json", cfg.to_dict())
-        k = len(self.classes)
         self.log(
             f"training {cfg.model} AlexNet ({self.model.num_params():,} parameters) on {cfg.dataset}: "
             f"{len(self.train_labels)} train / {len(self.test_labels)} held-out images, {backend.describe()}"
         )
         self.log(f"run directory: {self.run_dir}")
         if self._resume_ckpt is None:
-            loss0 = self.initial_loss()
-            expected = math.log(k)
-            self.log(
-                f"initial loss {loss0:.4f} (an untrained {k}-class network should give about ln {k} = {expected:.4f})"
-            )
-            if not 0.5 * expected < loss0 < 2.0 * expected:
-                self.log(
-                    f"WARNING: the initial loss {loss0:.4f} is far from ln {k} = {expected:.4f}: check the input "
-                    "normalisation and the initialisation before trusting this run"
-                )
+            self.check_initial_loss()
             self._save("last.safetensors")  # epoch 0: a good checkpoint exists before the first step
         elif self.epochs_done >= cfg.epochs:
             self.log(f"the run already has {self.epochs_done} epochs: nothing to train (raise --epochs to continue)")

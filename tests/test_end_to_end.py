@@ -1,7 +1,7 @@
 """``minialex train`` for real: the default model and data (all 4,000 embedded training digits), a short run,
 real learning on the 1,000 held-out digits, and a run directory whose every file is there and consistent.
 
-About 10–20 s on two cores (two epochs at a few hundred to a thousand images per second); marked ``slow``
+About 15–25 s on two cores (three epochs at a few hundred to a thousand images per second); marked ``slow``
 but part of the default run. The full default recipe (its accuracy and time) is measured, not tested: see the
 README.
 """
@@ -23,7 +23,7 @@ from minialex.train import TrainConfig, load_trained
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 2
+EPOCHS = 3
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,7 +55,7 @@ def check_learning(run):
     assert metrics["status"] == "complete"
     assert metrics["test_images"] == 1000 and metrics["train_images"] == 4000
     assert metrics["epochs"] == EPOCHS
-    # Chance is 10 %; two epochs of the default recipe reach about 95 %.
+    # Chance is 10 %; three epochs of the default recipe reach about 96 % (two: 89–94 %, seed and BLAS dependent).
     assert metrics["test_accuracy"] >= 0.90
     assert metrics["test_accuracy"] <= metrics["test_top5_accuracy"] <= 1.0
     assert metrics["test_top5_accuracy"] >= 0.99

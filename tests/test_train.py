@@ -7,6 +7,7 @@ seconds; real learning is checked in ``test_end_to_end.py``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import io
 import math
@@ -347,6 +348,16 @@ def test_initial_loss_is_printed_and_compared_with_ln_classes(digits, tmp_path):
     initial = [line for line in lines if line.startswith("initial loss")]
     assert len(initial) == 1 and "ln 10 = 2.3026" in initial[0]
     assert any(line.startswith("epoch 1/1: train loss") for line in lines)
+
+
+def test_a_far_off_initial_loss_is_warned_about(digits, tmp_path):
+    """Normalising with a 100x too small std scales the inputs up 100x: the classic bad-preprocessing start."""
+    lines: list[str] = []
+    bad = dataclasses.replace(digits, std=tuple(s / 100 for s in digits.std))
+    run = Trainer(small_config(tmp_path, epochs=1), dataset=bad, log=lines.append, progress=False)
+    loss = run.check_initial_loss()
+    assert loss > 3 * math.log(10)
+    assert any(line.startswith(f"WARNING: the initial loss {loss:.4f} is far from ln 10") for line in lines)
 
 
 def test_evaluation_is_deterministic_draws_nothing_and_restores_train_mode(digits, tmp_path):
