@@ -177,6 +177,11 @@ def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, un
     longer = Trainer(resume=first.checkpoint, overrides={"epochs": 2}, dataset=digits, log=None, progress=False)
     longer.fit()
     assert_same_state(longer, uninterrupted)
+    lines: list[str] = []
+    again = Trainer(resume=longer.run_dir / "last.safetensors", dataset=digits, log=lines.append, progress=False)
+    assert again.fit().metrics["epochs"] == 2
+    assert any("nothing to train" in line for line in lines)
+    assert_same_state(again, uninterrupted)
 
 
 def test_resume_rejects_a_checkpoint_that_is_not_a_training_run(tmp_path, digits):
