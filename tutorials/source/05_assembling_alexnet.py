@@ -24,6 +24,7 @@ from minialex import exercises
 from minialex import seed as minialex_seed
 from minialex.gradcheck import check_model
 from minialex.layers import Conv2d, SoftmaxCrossEntropy, conv_output_size
+from minialex.layers.conv import CHUNK_BYTES
 from minialex.models import alexnet, layer_table
 
 # %% [markdown]
@@ -258,6 +259,24 @@ plt.show()
 # backward pass, to rebuild the columns from the layer's input (which is kept anyway): one more copy, which is cheap
 # next to the GEMMs (notebook 7), for gigabytes less memory. Caffe, for example, lowers one image at a time.
 #
+# minialex's `Conv2d` does this: it cuts the batch into chunks whose columns fit in `CHUNK_BYTES` (64 MiB) and lowers
+# each chunk into one scratch buffer that every convolution reuses, so its im2col memory is that of the largest
+# chunk, not the sum over layers:
+
+# %%
+print(f"CHUNK_BYTES = {CHUNK_BYTES / 2**20:.0f} MiB")
+shape = model.input_shape
+for r in table:
+    layer = model[r.name]
+    if isinstance(layer, Conv2d):
+        chunk = layer.batch_chunk((BATCH, *shape), FLOAT)
+        per_image = cols_bytes[r.name] // BATCH
+        print(
+            f"{r.name}: {chunk:3d} images per chunk -> {chunk * per_image / MB:3.0f} MB of columns at a time "
+            f"(the whole batch at once: {cols_bytes[r.name] / MB:4.0f} MB)"
+        )
+    shape = r.output_shape
+#
 # ## 5.5 Is the whole network's backward right?
 #
 # Every layer was checked alone. A last check runs the chain rule through all of them at once: a miniature AlexNet
@@ -281,6 +300,7 @@ for name, err in errs.items():
 #   the $96\times55\times55 \to 256\times6\times6$ chain that fc6's 9216 inputs need.
 # * Parameters live in the FC layers (96 %, fc6 alone 62 %); the work is in the convolutions (92 % of the MACs).
 # * A training step at batch 128 needs about 4 GB in float32 when the whole batch is lowered at once and every
-#   `cols` is kept; the im2col copies are more than half of it, and lowering in slices removes most of that.
+#   `cols` is kept; the im2col copies are more than half of it, and lowering in slices (as minialex does) removes
+#   almost all of that.
 #
 # **Next:** [6. Training](06_training.ipynb): the paper's optimiser, and a real (short) training run.
