@@ -226,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 # The commands. Each returns the exit status.
 
 
+def _say(message: str) -> None:
+    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch)."""
+    print(message, flush=True)
+
+
 def _train(args: argparse.Namespace) -> int:
     from minialex.train import TrainConfig, Trainer, format_rate
 
@@ -235,9 +240,9 @@ def _train(args: argparse.Namespace) -> int:
     ).split()
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.resume is not None:
-        trainer = Trainer(resume=args.resume, overrides=given, log=print, progress=args.progress)
+        trainer = Trainer(resume=args.resume, overrides=given, log=_say, progress=args.progress)
     else:
-        trainer = Trainer(TrainConfig(**given), log=print, progress=args.progress)
+        trainer = Trainer(TrainConfig(**given), log=_say, progress=args.progress)
     result = trainer.fit()
     if result.interrupted_by is not None:
         name = signal.Signals(result.interrupted_by).name
