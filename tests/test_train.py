@@ -71,14 +71,23 @@ def weights(model) -> dict[str, np.ndarray]:
     return model.state_dict()
 
 
+def assert_equal_arrays(a: np.ndarray, b: np.ndarray, name: str) -> None:
+    """Bit for bit on NumPy. CuPy does not promise bitwise-reproducible reductions between runs, so there the
+    check is float32 round-off (a resume bug, e.g. a skipped or repeated batch, changes weights by ~1e-3)."""
+    if backend.on_gpu:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=name)
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def assert_same_state(a: Trainer, b: Trainer) -> None:
-    """Bit-for-bit equal weights, velocities, learning rate, schedule and RNG state."""
+    """Equal weights, velocities, learning rate and schedule (bit for bit on NumPy)."""
     wa, wb = weights(a.model), weights(b.model)
     assert wa.keys() == wb.keys()
     for name in wa:
-        np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
+        assert_equal_arrays(wa[name], wb[name], name)
     for name, v in a.optimizer.velocity.items():
-        np.testing.assert_array_equal(backend.to_numpy(v), backend.to_numpy(b.optimizer.velocity[name]), err_msg=name)
+        assert_equal_arrays(backend.to_numpy(v), backend.to_numpy(b.optimizer.velocity[name]), name)
     assert a.optimizer.lr == b.optimizer.lr
     assert a.scheduler.state_dict() == b.scheduler.state_dict()
     assert backend.to_numpy(a.model.params["conv1.weight"]).dtype == np.float32
@@ -162,9 +171,15 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_bit_for_bit(
     final = resumed.fit()
     assert final.interrupted_by is None
     assert_same_state(resumed, uninterrupted)
-    assert comparable(final.history) == comparable(uninterrupted.history)
+    if backend.on_gpu:
+        for got, want in zip(comparable(final.history), comparable(uninterrupted.history), strict=True):
+            assert got == pytest.approx(want, rel=1e-4)
+    else:
+        assert comparable(final.history) == comparable(uninterrupted.history)
     assert final.metrics["epochs"] == 2
-    assert final.metrics["test_accuracy"] == uninterrupted.history[-1]["test_accuracy"]
+    assert final.metrics["test_accuracy"] == pytest.approx(uninterrupted.history[-1]["test_accuracy"], abs=0.011)
+    if not backend.on_gpu:
+        assert final.metrics["test_accuracy"] == uninterrupted.history[-1]["test_accuracy"]
 
 
 def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, uninterrupted):
