@@ -106,6 +106,10 @@ def test_notebook_runs_top_to_bottom(name, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")  # the kernel inherits this environment
     monkeypatch.setenv("MINIALEX_BACKEND", "numpy")
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    # CI runs two test workers on two cores: one BLAS thread per kernel avoids oversubscription (OpenBLAS threads
+    # spin while they wait, and a notebook with two of them ran 4x slower next to another busy worker).
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
     nb = nbformat.read(TUTORIALS / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
