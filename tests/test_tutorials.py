@@ -68,6 +68,11 @@ def test_committed_notebook_matches_its_source(name):
         f"tutorials/{name}.ipynb is out of date with tutorials/source/{name}.py: run `python tutorials/build.py {name[:2]}`"
     )
     code = [cell for cell in committed.cells if cell.cell_type == "code"]
+    for cell in code:  # prose that lost its "# %% [markdown]" header ends up as comments in a code cell
+        stray = [line for line in cell.source.splitlines() if line == "#" or re.match(r"# #{1,6} ", line)]
+        assert not stray, (
+            f"tutorials/source/{name}.py: markdown inside a code cell (missing '# %% [markdown]'?): {stray}"
+        )
     assert any(cell.outputs for cell in code), (
         f"{name}: committed without outputs (tutorials/README.md says why we keep them)"
     )

@@ -276,7 +276,8 @@ for r in table:
             f"(the whole batch at once: {cols_bytes[r.name] / MB:4.0f} MB)"
         )
     shape = r.output_shape
-#
+
+# %% [markdown]
 # ## 5.5 Is the whole network's backward right?
 #
 # Every layer was checked alone. A last check runs the chain rule through all of them at once: a miniature AlexNet

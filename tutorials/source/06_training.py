@@ -309,10 +309,12 @@ for epoch in range(1, 4):
 seconds = time.perf_counter() - start
 print(f"{len(step_loss)} steps in {seconds:.0f} s ({len(step_loss) * 32 / seconds:.0f} images/s on this machine)")
 
-# The curves: per-batch training loss (noisy, since each batch is only 32 digits), its running mean, and the
-# held-out loss and accuracy after each epoch. Look at the first steps: the loss falls from its high start to about
-# $\ln 10$ almost at once (the network first unlearns its confident random guesses), lingers there while the
-# features form, then drops. The learning-rate drop before epoch 3 makes the steps smaller and the curve calmer.
+# %% [markdown]
+# The curves: per-batch training loss, its running mean, and the held-out loss and accuracy after each epoch. Look
+# at the first steps: the loss falls from its high start to about $\ln 10$ almost at once (the network first
+# unlearns its confident random guesses), lingers there while the features form, then drops. A batch holds only 32
+# digits, so the per-batch loss is noisy, and now and then it climbs for a few dozen steps before falling again:
+# judge progress by the held-out figures. The learning rate is divided by 10 for epoch 3 (from step 127 on).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
@@ -349,6 +351,7 @@ display(plot_filters(initial_filters, title="conv1 at initialisation", columns=1
 display(plot_filters(trained_filters, title="conv1 after 3 epochs", columns=16))
 display(plot_filters(trained_filters - initial_filters, title="change during training", columns=16))
 
+# %% [markdown]
 # ## 6.6 Where the network errs: the confusion matrix
 #
 # Accuracy is one number; the confusion matrix $C_{ij}$ (how many images of true class $i$ were predicted as $j$)
