@@ -78,9 +78,17 @@ def median(values: list[float]) -> float:
 
 
 def make_minialex(variant: str, seed: int = 0) -> Any:
-    """The minialex model in float32, training mode, seeded."""
+    """The minialex model in float32, training mode, seeded.
+
+    Its first convolution does not compute the gradient of the images (``needs_input_grad = False``),
+    exactly as PyTorch does for an input that does not require grad: both frameworks do the same work.
+    """
     backend.seed(seed)
-    return alexnet(variant, dtype=np.float32).train()
+    model = alexnet(variant, dtype=np.float32).train()
+    first = next(layer for _, layer in model.named_layers())
+    if isinstance(first, Conv2d):
+        first.needs_input_grad = False
+    return model
 
 
 def torch_mirror(model: Any, torch: Any, device: str = "cpu", inplace_relu: bool = True) -> Any:
@@ -163,8 +171,8 @@ def torch_layer_pass(tmodel: Any, torch: Any, x: Any, labels: Any, timer: Timer)
     bwd: dict[str, float] = {}
     inputs, outputs = [], []
     h = x
-    for name, mod in tmodel.named_children():
-        inp = h.detach().requires_grad_(True)
+    for index, (name, mod) in enumerate(tmodel.named_children()):
+        inp = h.detach().requires_grad_(index > 0)  # the images need no gradient (as in minialex)
         fwd[name], out = timer(lambda mod=mod, inp=inp: mod(inp))
         inputs.append((name, inp))
         outputs.append(out)

@@ -126,7 +126,8 @@ class UnmirroredLRN(LocalResponseNorm):
     """Sums the backward over W(m) instead of {i : m ∈ W(i)}: the same set for odd sizes, wrong for even ones."""
 
     def backward(self, dy):
-        x, scale, power, y = self._cache
+        x, scale, power = self._cache[:3]
+        y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._before, self._after) * x * (2.0 * self.alpha * self.beta)
         return dy * power - u
 
@@ -135,7 +136,8 @@ class ForgetfulLRN(LocalResponseNorm):
     """Drops the factor 2 of d(a²)/da."""
 
     def backward(self, dy):
-        x, scale, power, y = self._cache
+        x, scale, power = self._cache[:3]
+        y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._after, self._before) * x * (self.alpha * self.beta)
         return dy * power - u
 

@@ -105,3 +105,17 @@ def test_returned_gradients_are_not_scratch_views():
     layer.backward(dev(host(dy) * 3))
     np.testing.assert_array_equal(host(y1), keep_y)
     np.testing.assert_array_equal(host(dx1), keep_dx)
+
+
+def test_first_layer_can_skip_its_input_gradient():
+    layer = Conv2d(3, 4, 3, stride=2, padding=1, groups=1, dtype=np.float64)
+    x = randn((2, 3, 7, 7), seed=1)
+    dy = randn(layer.output_shape(x.shape), seed=2)
+    layer.forward(x)
+    assert layer.backward(dy) is not None
+    want = {k: host(v).copy() for k, v in layer.grads.items()}
+    layer.needs_input_grad = False
+    layer.forward(x)
+    assert layer.backward(dy) is None
+    for key, value in want.items():
+        np.testing.assert_array_equal(host(layer.grads[key]), value)

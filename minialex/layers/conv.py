@@ -41,7 +41,7 @@ from minialex.layers.base import Array, Layer
 from minialex.layers.im2col import IntPair, col2im, conv_output_size, im2col, pair
 from minialex.layers.workspace import scratch
 
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 128 * 2**20
 """Columns of at most this many bytes are built at once (a batch is cut into chunks of images to fit)."""
 
 
@@ -65,6 +65,13 @@ class Conv2d(Layer):
 
     The weights start as He-normal, N(0, 2 / fan_in) with fan_in = C_in/G·KH·KW, and the bias as 0;
     the AlexNet builders in :mod:`minialex.models` apply the paper's initialisation instead.
+
+    Attributes
+    ----------
+    needs_input_grad : bool, default True
+        Set it to False on a network's first layer, whose input is the data: backward then computes only
+        dL/dW and dL/db and returns None, skipping the dcols GEMM and col2im (as PyTorch does for an input
+        that does not require grad; for AlexNet's conv1 that is about a tenth of the backward pass).
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class Conv2d(Layer):
         if bias:
             self.params["bias"] = xp.zeros(out_channels, dtype=dtype)
         self._x: Array | None = None
+        self.needs_input_grad = True
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -171,7 +179,9 @@ class Conv2d(Layer):
         dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
         w_t = weight.reshape(g, c_out // g, k // g).transpose(0, 2, 1)
         dw_t = xp.zeros((g, k // g, c_out // g), dtype=x.dtype)  # dWᵀ, accumulated over the chunks
-        dxpad = xp.zeros((self.in_channels, n, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
+        want_dx = self.needs_input_grad
+        if want_dx:
+            dxpad = xp.zeros((self.in_channels, n, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
         step = self.batch_chunk(x.shape, x.dtype.itemsize)
         for n0 in range(0, n, step):
             n1 = min(n, n0 + step)
@@ -182,6 +192,8 @@ class Conv2d(Layer):
             # dWᵀ = cols @ dYᵀ: the same product as dY @ colsᵀ, but BLAS runs this orientation several
             # times faster here (the long N·OH·OW axis is the inner dimension of both operands).
             dw_t += xp.matmul(cols.reshape(g, k // g, -1), dy_c.transpose(0, 2, 1))
+            if not want_dx:
+                continue
             dcols = scratch("conv.dcols", (g, k // g, p1 - p0), x.dtype)
             xp.matmul(w_t, dy_c, out=dcols)
             col2im(
@@ -195,4 +207,6 @@ class Conv2d(Layer):
         self.grads["weight"] = xp.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(weight.shape)
         if "bias" in self.params:
             self.grads["bias"] = dy_g.reshape(c_out, -1).sum(axis=1)
+        if not want_dx:
+            return None
         return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)

@@ -62,7 +62,12 @@ class Linear(Layer):
         self._require_forward(self._x)
         x = self._x
         self._check_grad(dy, (x.shape[0], self.out_features), x.dtype)
-        self.grads["weight"] = dy.T @ x
+        # dL/dW goes into last step's gradient array when there is one: a fresh 151 MB array for fc6 at
+        # every step would cost page faults and, for a moment, twice the memory. (Copy grads to keep them.)
+        weight, grad = self.params["weight"], self.grads.get("weight")
+        if grad is None or grad.shape != weight.shape or grad.dtype != x.dtype or not grad.flags.c_contiguous:
+            grad = xp.empty(weight.shape, dtype=x.dtype)
+        self.grads["weight"] = xp.matmul(dy.T, x, out=grad)
         if "bias" in self.params:
             self.grads["bias"] = dy.sum(axis=0)
         return (self.params["weight"].T @ dy.T).T  # dY W, in the faster orientation (see forward)

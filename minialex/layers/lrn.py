@@ -33,12 +33,19 @@ from __future__ import annotations
 
 from minialex.backend import xp
 from minialex.errors import LayerInputError
+from minialex.layers import parallel
 from minialex.layers.base import Array, Layer
 
 
-def channel_window_sum(a: Array, before: int, after: int) -> Array:
-    """``out[:, i] = Σ_{j=i−before}^{i+after} a[:, j]`` over the valid channels j (axis 1). Returns a new array."""
-    out = a.copy()
+def channel_window_sum(a: Array, before: int, after: int, out: Array | None = None) -> Array:
+    """``out[:, i] = Σ_{j=i−before}^{i+after} a[:, j]`` over the valid channels j (axis 1).
+
+    Returns a new array, or ``out`` (same shape as ``a``, not overlapping it) filled with the sums.
+    """
+    if out is None:
+        out = a.copy()
+    else:
+        out[...] = a
     channels = a.shape[1]
     for d in range(1, min(before, channels - 1) + 1):  # j = i − d
         out[:, d:] += a[:, : channels - d]
@@ -47,13 +54,13 @@ def channel_window_sum(a: Array, before: int, after: int) -> Array:
     return out
 
 
-def negative_power(s: Array, beta: float) -> Array:
+def negative_power(s: Array, beta: float, out: Array | None = None) -> Array:
     """``s ** −beta``; for the paper's beta = 0.75 as 1/√s · √(1/√s), which is cheaper than ``power``."""
     if beta == 0.75:
-        r = xp.sqrt(s)
+        r = xp.sqrt(s, out=out)
         xp.reciprocal(r, out=r)  # s^(−1/2)
-        return r * xp.sqrt(r)  # s^(−1/2) · s^(−1/4)
-    return s ** (-beta)
+        return xp.multiply(r, xp.sqrt(r), out=r)  # s^(−1/2) · s^(−1/4)
+    return xp.power(s, s.dtype.type(-beta), out=out)
 
 
 class LocalResponseNorm(Layer):
@@ -75,7 +82,7 @@ class LocalResponseNorm(Layer):
             )
         self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
         self._before, self._after = size // 2, (size - 1) // 2
-        self._cache: tuple[Array, Array, Array, Array] | None = None
+        self._cache: tuple[Array, Array, Array] | None = None
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
@@ -84,26 +91,40 @@ class LocalResponseNorm(Layer):
         self._check_float(x)
         if x.ndim < 2:
             raise LayerInputError(f"{self.name}: expected an input (N, C, ...), got shape {tuple(x.shape)}")
+        scale, power, y = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)  # same memory layout as x
         dtype = x.dtype.type
-        scale = channel_window_sum(x * x, self._before, self._after)
-        scale *= dtype(self.alpha)
-        scale += dtype(self.k)
-        power = negative_power(scale, self.beta)  # s^(−beta)
-        y = x * power
-        self._cache = (x, scale, power, y)
+        alpha, k = dtype(self.alpha), dtype(self.k)
+
+        def images(n0: int, n1: int) -> None:  # the whole forward for images n0..n1 (threads take ranges)
+            xs, ss = x[n0:n1], scale[n0:n1]
+            channel_window_sum(xs * xs, self._before, self._after, out=ss)
+            ss *= alpha
+            ss += k
+            negative_power(ss, self.beta, out=power[n0:n1])  # s^(−beta)
+            xp.multiply(xs, power[n0:n1], out=y[n0:n1])
+
+        parallel.split(images, x.shape[0], x.size)
+        self._cache = (x, scale, power)  # y = x · power is recomputed in backward rather than kept
         return y
 
     def backward(self, dy: Array) -> Array:
         self._require_forward(self._cache)
-        x, scale, power, y = self._cache
+        x, scale, power = self._cache
         self._check_grad(dy, x.shape, x.dtype)
-        dtype = x.dtype.type
-        t = dy * y
-        t /= scale  # g_i · a_i · s_i^(−beta−1)
-        # Sum over the mirrored window {i : m ∈ W(i)}: `after` channels before m and `before` after it.
-        u = channel_window_sum(t, self._after, self._before)
-        u *= x
-        u *= dtype(2.0 * self.alpha * self.beta)
-        dx = dy * power
-        dx -= u
+        dx = xp.empty_like(x)
+        two_alpha_beta = x.dtype.type(2.0 * self.alpha * self.beta)
+
+        def images(n0: int, n1: int) -> None:
+            xs, ps, gs = x[n0:n1], power[n0:n1], dy[n0:n1]
+            t = xs * ps  # y, bit for bit as in forward
+            t *= gs
+            t /= scale[n0:n1]  # g_i · a_i · s_i^(−beta−1)
+            # Sum over the mirrored window {i : m ∈ W(i)}: `after` channels before m and `before` after it.
+            u = channel_window_sum(t, self._after, self._before)
+            u *= xs
+            u *= two_alpha_beta
+            out = xp.multiply(gs, ps, out=dx[n0:n1])
+            out -= u
+
+        parallel.split(images, x.shape[0], x.size)
         return dx

@@ -23,12 +23,23 @@ Non-finite inputs: +inf wins its window like any other value; a NaN in a window 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from minialex.backend import xp
 from minialex.errors import LayerInputError
+from minialex.layers import parallel
 from minialex.layers.base import Array, Layer
 from minialex.layers.im2col import IntPair, conv_output_size, pad_spatial, pair
+
+
+def _empty_like_layout(a: Array, shape: tuple[int, int, int, int], dtype: Any) -> Array:
+    """An empty (N, C, H, W) array of ``shape`` stored channel-major (C, N, H, W) when ``a`` is, else C-order."""
+    if a.shape[0] > 1 and a.strides[1] > a.strides[0]:  # channel-major, as convolution outputs are
+        n, c, h, w = shape
+        return xp.empty((c, n, h, w), dtype=dtype).transpose(1, 0, 2, 3)
+    return xp.empty(shape, dtype=dtype)
 
 
 class MaxPool2d(Layer):
@@ -70,7 +81,7 @@ class MaxPool2d(Layer):
 
     def forward(self, x: Array) -> Array:
         self._check_ndim(x, 4, "(N, C, H, W)")
-        _, _, oh, ow = self.output_shape(x.shape)
+        n, c, oh, ow = self.output_shape(x.shape)
         if oh < 1 or ow < 1:
             raise LayerInputError(
                 f"{self.name}: kernel {self.kernel_size} is larger than the padded input "
@@ -78,17 +89,22 @@ class MaxPool2d(Layer):
             )
         (sh, sw), (ph, pw) = self.stride, self.padding
         xpad = pad_spatial(x, ph, pw, value=-np.inf)
-        y = argmax = None
-        for o, (i, j) in enumerate(self._offsets()):
-            window_pixels = xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
-            if y is None:
-                y = window_pixels.copy(order="K")
-                argmax = xp.zeros(y.shape, dtype=xp.uint8)
-                continue
-            wins = window_pixels > y  # strict: ties keep the earlier offset
-            xp.maximum(y, window_pixels, out=y)  # NaN propagates, as in PyTorch
-            # Offsets grow, so the last offset that won is the largest: a max instead of a where.
-            xp.maximum(argmax, wins * np.uint8(o), out=argmax)
+        y = _empty_like_layout(x, (n, c, oh, ow), x.dtype)
+        argmax = _empty_like_layout(x, (n, c, oh, ow), xp.uint8)
+        offsets = self._offsets()
+
+        def images(n0: int, n1: int) -> None:  # images n0..n1; pieces keep the temporaries small
+            ys, am = y[n0:n1], argmax[n0:n1]
+            ys[...] = xpad[n0:n1, :, 0 : sh * oh : sh, 0 : sw * ow : sw]  # offset 0 = (0, 0)
+            am[...] = 0
+            for o, (i, j) in enumerate(offsets[1:], start=1):
+                window_pixels = xpad[n0:n1, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
+                wins = window_pixels > ys  # strict: ties keep the earlier offset
+                xp.maximum(ys, window_pixels, out=ys)  # NaN propagates, as in PyTorch
+                # Offsets grow, so the last offset that won is the largest: a max instead of a where.
+                xp.maximum(am, xp.multiply(wins, np.uint8(o), dtype=xp.uint8), out=am)
+
+        parallel.split(images, n, y.size)
         self._cache = (argmax, tuple(x.shape), x.dtype)
         return y
 
@@ -99,7 +115,15 @@ class MaxPool2d(Layer):
         n, c, h, w = x_shape
         _, _, oh, ow = argmax.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
-        dxpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
-        for o, (i, j) in enumerate(self._offsets()):
-            dxpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += dy * (argmax == o)
+        # Laid out like the forward input (channel-major after a convolution), so the layers below read it fast.
+        dxpad = _empty_like_layout(argmax, (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
+        offsets = self._offsets()
+
+        def images(n0: int, n1: int) -> None:
+            dxs, dys, am = dxpad[n0:n1], dy[n0:n1], argmax[n0:n1]
+            dxs[...] = 0
+            for o, (i, j) in enumerate(offsets):
+                dxs[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += dys * (am == o)
+
+        parallel.split(images, n, dxpad.size)
         return dxpad[:, :, ph : ph + h, pw : pw + w]

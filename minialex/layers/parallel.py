@@ -1,0 +1,67 @@
+"""Split a large memory-bound pass over a few threads (NumPy only).
+
+NumPy runs element-wise work (copies, slice-adds, ``maximum``, ``sqrt``...) on one core, but it releases
+the GIL while it does so. A pass over tens of MB can therefore run on two cores at once by giving each
+thread its own slice of the arrays (a range of images, or of channels). On a GEMM-bound network this
+is the remaining single-threaded time: im2col copies, col2im slice-adds, LRN, pooling.
+
+Small passes are not split (starting a thread's work costs tens of microseconds), and nothing is split
+on CuPy, where the GPU already runs each pass in parallel.
+
+``MINIALEX_THREADS`` sets the number of threads (default: the CPUs this process may use, at most 4;
+``1`` turns the splitting off).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from minialex import backend
+
+
+def _default_threads() -> int:
+    value = os.environ.get("MINIALEX_THREADS", "").strip()
+    if value:
+        return max(1, int(value))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+THREADS = _default_threads()
+MIN_ELEMENTS = 1 << 20
+"""Passes over fewer elements than this run in the calling thread."""
+PIECE_ELEMENTS = 1 << 22
+"""Ranges are cut into pieces of about this many elements (16 MB of float32), so that the temporaries a
+pass makes per piece stay small and cache-friendly whatever the batch size."""
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def ranges(length: int, elements: int) -> list[tuple[int, int]]:
+    """``[0, length)`` cut into contiguous (start, stop) pieces of about :data:`PIECE_ELEMENTS` elements."""
+    pieces = max(1, min(length, -(-elements // PIECE_ELEMENTS)))
+    if THREADS > 1 and elements >= MIN_ELEMENTS and not backend.on_gpu:
+        pieces = max(pieces, min(length, THREADS))
+    bounds = [length * i // pieces for i in range(pieces + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(pieces) if bounds[i] < bounds[i + 1]]
+
+
+def split(fn: Callable[[int, int], None], length: int, elements: int) -> None:
+    """Call ``fn(start, stop)`` on every piece of ``[0, length)`` (see :func:`ranges`), on several threads.
+
+    ``fn`` must write only into its own range of its outputs. ``elements`` is the size of the whole
+    pass; below :data:`MIN_ELEMENTS`, or with one thread, or on CuPy, the pieces run one after another
+    in the calling thread.
+    """
+    global _pool
+    pieces = ranges(length, elements)
+    if backend.on_gpu or THREADS < 2 or elements < MIN_ELEMENTS or len(pieces) < 2:
+        for start, stop in pieces:
+            fn(start, stop)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="minialex")
+    for future in [_pool.submit(fn, start, stop) for start, stop in pieces]:
+        future.result()  # re-raises an exception from a worker
