@@ -259,9 +259,9 @@ plt.show()
 # backward pass, to rebuild the columns from the layer's input (which is kept anyway): one more copy, which is cheap
 # next to the GEMMs (notebook 7), for gigabytes less memory. Caffe, for example, lowers one image at a time.
 #
-# minialex's `Conv2d` does this: it cuts the batch into chunks whose columns fit in `CHUNK_BYTES` (64 MiB) and lowers
-# each chunk into one scratch buffer that every convolution reuses, so its im2col memory is that of the largest
-# chunk, not the sum over layers:
+# minialex's `Conv2d` does this: it cuts the batch into chunks whose columns fit in `CHUNK_BYTES` (printed below)
+# and lowers each chunk into one scratch buffer that every convolution reuses, so its im2col memory is that of the
+# largest chunk, not the sum over layers:
 
 # %%
 print(f"CHUNK_BYTES = {CHUNK_BYTES / 2**20:.0f} MiB")

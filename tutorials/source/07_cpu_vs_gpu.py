@@ -163,9 +163,9 @@ print(f"im2col share of the predicted forward convolution time: {copy_ms.sum() /
 # compute-bound, and a CPU BLAS runs them near its peak. The copy is cheap next to them on a CPU,
 # but not free, especially for conv1 (large output, few channels) and conv2 (25 copies of every pixel). The
 # backward pass adds two GEMMs per layer (for $\partial W$ and $\partial\,\mathrm{cols}$) and the col2im
-# scatter-add, with the same balance. (minialex lowers the batch in chunks of at most 64 MiB and builds the columns
-# a second time in the backward pass, notebook 5: two im2col copies per layer and step, bought back many times over
-# in memory.)
+# scatter-add, with the same balance. (minialex lowers the batch in chunks of at most `CHUNK_BYTES` and builds
+# the columns a second time in the backward pass, notebook 5: two im2col copies per layer and step, bought back many
+# times over in memory.)
 #
 # A GPU raises the FLOP rate by a much larger factor than the memory bandwidth: its balance is higher. Work that
 # is negligible on a CPU (the im2col copies, ReLU, LRN, pooling, the optimiser update: everything that is
