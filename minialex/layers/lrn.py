@@ -68,8 +68,9 @@ class LocalResponseNorm(Layer):
 
     ``alpha`` multiplies the plain sum (it is NOT divided by ``size``); see the module docstring for the
     PyTorch/Caffe mapping. Input (N, C, ...) with channels on axis 1; output of the same shape.
-    ``k`` must be > 0, so the denominator is never 0. Non-finite inputs: an ``inf`` or ``NaN`` in one
-    channel turns the outputs of every channel whose window contains it into ``NaN`` (inf/inf), as in PyTorch.
+    ``k`` must be > 0, so the denominator is never 0. Non-finite inputs give what PyTorch gives: a ±inf in
+    channel i makes s infinite in every window that holds it, so b_i = inf/inf = NaN and its finite
+    neighbours become ±0 (finite/inf); a NaN makes every output whose window holds it NaN.
     """
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:

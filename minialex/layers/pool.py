@@ -16,9 +16,10 @@ k > s, windows overlap (a pixel can win in up to ⌈k/s⌉² windows), so the co
 *accumulated*: ``dx[slice of offset o] += dy · [argmax = o]`` for each offset o. An assignment ``=``
 instead of ``+=`` would pass tests with 2×2/2 pooling and fail silently with AlexNet's 3×3/2.
 
-Non-finite inputs: +inf wins its window like any other value; a NaN in a window makes that output NaN
-(as in PyTorch); its gradient goes to where the running maximum stood when the first NaN was met
-(to the NaN itself when it is the window's first entry).
+Non-finite inputs follow PyTorch: ±inf compare like any other value, and a NaN makes its window's output
+NaN and takes the window's gradient (the last NaN in row-major order, if there are several). One corner
+differs: in a window of nothing but −inf and padding, the first entry wins, and if that is padding the
+window's gradient is dropped (PyTorch gives it to the first real −inf).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class MaxPool2d(Layer):
                 xp.maximum(ys, window_pixels, out=ys)  # NaN propagates, as in PyTorch
                 # Offsets grow, so the last offset that won is the largest: a max instead of a where.
                 xp.maximum(am, xp.multiply(wins, np.uint8(o), dtype=xp.uint8), out=am)
+            if xp.isnan(ys).any():  # rare: only then pay for PyTorch's NaN rule (the last NaN takes the gradient)
+                for o, (i, j) in enumerate(offsets):
+                    window_pixels = xpad[n0:n1, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
+                    xp.copyto(am, np.uint8(o), where=xp.isnan(window_pixels))
 
         parallel.split(images, n, y.size)
         self._cache = (argmax, tuple(x.shape), x.dtype)
