@@ -196,6 +196,9 @@ print(
 )
 
 # %% [markdown]
+# Millisecond timings on a shared machine can be off by a factor of two (another process may hold a core), so read
+# the ratio, not the digits: the copy costs a few percent of the GEMM's time, as predicted.
+#
 # ## 7.3 The NumPy and CuPy backends
 #
 # minialex has one code path. Every layer does its array work through `minialex.backend.xp`, which is the `numpy`
