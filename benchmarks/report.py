@@ -69,6 +69,10 @@ def per_layer_table(entry: dict[str, Any], gemm: float) -> list[str]:
     return lines
 
 
+def _mb(mem: dict[str, Any], key: str) -> str:
+    return f"{mem[key]:.0f}" if key in mem else "–"
+
+
 def step_table(results: dict[str, Any]) -> list[str]:
     gemm = results["gemm_gflops"]
     lines = [
@@ -83,8 +87,7 @@ def step_table(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {entry['variant']} | {entry['batch']} | {_label(fw, entry.get('device', 'cpu'))} | {t * 1e3:.0f} | "
                 f"{entry['batch'] / t:.1f} | {entry['gflop_step'] / t:.0f} | {entry['gflop_step'] / t / gemm:.0%} | "
-                f"{(ref / t if ref else float('nan')):.2f}× | {mem.get('peak_mb', float('nan')):.0f} | "
-                f"{mem.get('step_peak_mb', float('nan')):.0f} |"
+                f"{(ref / t if ref else float('nan')):.2f}× | {_mb(mem, 'peak_mb')} | {_mb(mem, 'step_peak_mb')} |"
             )
     return lines
 
@@ -221,6 +224,55 @@ def charts(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
         fig.savefig(path, dpi=110)
         paths.append(path)
     return paths
+
+
+def readme_section(results: dict[str, Any], report_name: str) -> str:
+    """The "latest results" part of benchmarks/README.md: command, machine, targets, steps, per-layer totals."""
+    out = [f"Made by `{results['command']}` on {results['started']} ({results['elapsed_s']:.0f} s); full report:"]
+    out += [f"[`results/{report_name}.md`](results/{report_name}.md), charts beside it.", ""]
+    out += [*machine_section(results), "", "### Targets (issue 6)", "", *targets_table(results), ""]
+    out += ["### Training steps", "", *step_table(results), ""]
+    out += ["### Per layer, paper model (ms, medians; forward + backward)", ""]
+    out += [
+        "| batch | framework | convs | LRN | max-pool | ReLU | fc6-fc8 | rest | total |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in results["per_layer"]:
+        fws = [fw for fw in ("minialex", "torch") if fw in next(iter(entry["layers"].values()))]
+        for fw in fws:
+            parts = {"convs": 0.0, "LRN": 0.0, "max-pool": 0.0, "ReLU": 0.0, "fc": 0.0, "rest": 0.0}
+            for name, row in entry["layers"].items():
+                t = (row[fw]["fwd_s"] + row[fw]["bwd_s"]) * 1e3
+                key = (
+                    "convs"
+                    if name.startswith("conv")
+                    else "LRN"
+                    if name.startswith("norm")
+                    else "max-pool"
+                    if name.startswith("pool")
+                    else "ReLU"
+                    if name.startswith("relu")
+                    else "fc"
+                    if name.startswith("fc")
+                    else "rest"
+                )
+                parts[key] += t
+            cells = [str(entry["batch"]), _label(fw, entry.get("device", "cpu"))]
+            cells += [f"{v:.0f}" for v in parts.values()] + [f"**{sum(parts.values()):.0f}**"]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def update_readme(results: dict[str, Any], readme: Path, report_name: str) -> bool:
+    """Replace the text between the ``<!-- results:start -->`` and ``<!-- results:end -->`` marks of ``readme``."""
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    text = readme.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{start}\n{readme_section(results, report_name)}\n{end}{tail}", encoding="utf-8")
+    return True
 
 
 def write(results: dict[str, Any], folder: Path, stem: str) -> dict[str, Path]:
