@@ -304,7 +304,7 @@ def train_steps(
             + " ".join(f"{k}={v[-1]:.3f}s" for k, v in times.items() if v)
         )
     flops = sum(forward_flops(model).values())
-    return {
+    out = {
         "variant": variant,
         "batch": n,
         "repeats": repeats,
@@ -312,3 +312,11 @@ def train_steps(
         "times_s": times,
         "median_s": {key: median(v) for key, v in times.items()},
     }
+    if backend.on_gpu:  # device memory: CuPy's pool (bytes it holds) and PyTorch's peak allocation
+        out["memory"] = {"minialex": {"peak_mb": backend.xp.get_default_memory_pool().total_bytes() / 1e6}}
+        if torch is not None and device != "cpu":
+            for key in fns:
+                if key != "minialex":
+                    out["memory"][key] = {"peak_mb": torch.cuda.max_memory_allocated() / 1e6}
+        out["memory_kind"] = "GPU memory (CuPy pool total / torch.cuda.max_memory_allocated)"
+    return out

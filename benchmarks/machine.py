@@ -78,6 +78,24 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
+def gpu_gemm_rate(n: int = 8192, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a CuPy ``a @ b`` (n×n), timed with CUDA events (needs the CuPy backend)."""
+    import cupy
+
+    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    out = cupy.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        cupy.matmul(a, b, out=out)
+        stop.record()
+        stop.synchronize()
+        best = min(best, cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+    return 2.0 * n**3 / best / 1e9
+
+
 def describe(torch_module: Any = None) -> dict[str, Any]:
     """The machine and software, as a JSON-able dict."""
     import scipy

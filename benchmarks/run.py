@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.perf_counter() - t_start
 
     if args.gpu_child:
+        results["gemm_gflops_gpu"] = machine.gpu_gemm_rate()
         print("JSON:" + json.dumps(results, default=str))
         return 0
     stem = results["machine_name"] + ("-quick" if args.quick else "-tiny" if args.tiny else "")
@@ -194,6 +195,7 @@ def _gpu_note(args: argparse.Namespace, plan: dict[str, Any], results: dict[str,
     results["per_layer"] += gpu["per_layer"]
     results["steps"] += gpu["steps"]
     results["machine"]["gpu"] = gpu["machine"].get("gpu", gpu["machine"]["minialex_backend"])
+    results["gemm_gflops_gpu"] = gpu.get("gemm_gflops_gpu")
     return f"GPU rows measured on {results['machine']['gpu']} with MINIALEX_BACKEND=cupy (CUDA events)."
 
 
