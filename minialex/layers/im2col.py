@@ -33,6 +33,7 @@ from typing import Any
 
 from minialex.backend import xp
 from minialex.errors import LayerInputError
+from minialex.layers import parallel
 from minialex.layers.workspace import scratch
 
 Array = Any
@@ -120,7 +121,12 @@ def im2col(
         xpad = scratch("im2col.pad", (c, n, h + 2 * ph, w + 2 * pw), x.dtype).transpose(1, 0, 2, 3)
         pad_spatial(x, ph, pw, out=xpad)
     view = _window_view(xpad, kh, kw, sh, sw, oh, ow)
-    out.reshape(c, kh, kw, n, oh, ow)[...] = view  # the one copy: gather every window
+    out6 = out.reshape(c, kh, kw, n, oh, ow)
+
+    def channels(c0: int, c1: int) -> None:
+        out6[c0:c1] = view[c0:c1]  # the one copy: gather every window
+
+    parallel.split(channels, c, out.size)  # channel ranges on several threads for a large copy
     return out
 
 
@@ -161,8 +167,12 @@ def col2im(
         dpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     else:
         dpad = out
-    for i in range(kh):
-        rows = slice(i, i + sh * oh, sh)
-        for j in range(kw):
-            dpad[:, :, rows, j : j + sw * ow : sw] += cols6[:, i, j]
+
+    def channels(c0: int, c1: int) -> None:  # channel ranges are independent: several threads may share the work
+        for i in range(kh):
+            rows = slice(i, i + sh * oh, sh)
+            for j in range(kw):
+                dpad[c0:c1, :, rows, j : j + sw * ow : sw] += cols6[c0:c1, i, j]
+
+    parallel.split(channels, c, cols.size)
     return dpad[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3)
