@@ -50,3 +50,23 @@ class CheckpointError(MinialexError, ValueError):
 
 class TrainingDivergedError(MinialexError, FloatingPointError):
     """The loss or a gradient became NaN or infinite."""
+
+
+def shape_mismatches(expected: dict, given: dict) -> tuple[list[str], list[str], list[str]]:
+    """Compare two name → array dicts: (missing names, unexpected names, "name: expected …, got …" lines)."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    misshaped = [
+        f"{name}: expected {tuple(expected[name].shape)}, got {tuple(getattr(given[name], 'shape', ()))}"
+        for name in expected
+        if name in given and tuple(getattr(given[name], "shape", ())) != tuple(expected[name].shape)
+    ]
+    return missing, unexpected, misshaped
+
+
+def mismatch_report(missing: list[str], unexpected: list[str], misshaped: list[str], noun: str = "tensors") -> str:
+    """``"missing tensors: a, b | unexpected tensors: c | mis-shaped tensors: d: expected …"`` ("" if all fit)."""
+    parts = [f"missing {noun}: {', '.join(missing)}"] if missing else []
+    parts += [f"unexpected {noun}: {', '.join(unexpected)}"] if unexpected else []
+    parts += [f"mis-shaped {noun}: {'; '.join(misshaped)}"] if misshaped else []
+    return " | ".join(parts)

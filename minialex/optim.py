@@ -40,7 +40,7 @@ import numpy as np
 
 from minialex import backend
 from minialex.backend import xp
-from minialex.errors import CheckpointError, ConfigError, LayerInputError
+from minialex.errors import CheckpointError, ConfigError, LayerInputError, mismatch_report, shape_mismatches
 
 Array = Any
 CHUNK = 1 << 16  # elements per chunk of the NumPy update: 256 KiB of float32, well inside L2 with v, w, g
@@ -219,18 +219,9 @@ class SGD:
         params, velocity = self.model.params, state["velocity"]
         if not isinstance(velocity, dict):
             raise CheckpointError(f"{source}: velocity must be a dict of arrays, got {type(velocity).__name__}")
-        missing = sorted(set(params) - set(velocity))
-        unexpected = sorted(set(velocity) - set(params))
-        misshaped = [
-            f"{k}: expected {tuple(params[k].shape)}, got {tuple(np.shape(velocity[k]))}"
-            for k in params
-            if k in velocity and tuple(np.shape(velocity[k])) != tuple(params[k].shape)
-        ]
-        if missing or unexpected or misshaped:
-            parts = [f"missing velocities: {', '.join(missing)}"] if missing else []
-            parts += [f"unexpected velocities: {', '.join(unexpected)}"] if unexpected else []
-            parts += [f"mis-shaped velocities: {'; '.join(misshaped)}"] if misshaped else []
-            raise CheckpointError(f"{source} does not fit this model: " + " | ".join(parts))
+        report = mismatch_report(*shape_mismatches(params, velocity), noun="velocities")
+        if report:
+            raise CheckpointError(f"{source} does not fit this model: {report}")
 
     def load_state_dict(self, state: dict[str, Any], source: str = "optimizer state") -> None:
         """Restore a :meth:`state_dict` (velocities copied to the device in the parameters' dtype)."""

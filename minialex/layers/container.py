@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from minialex import backend
-from minialex.errors import CheckpointError, LayerInputError
+from minialex.errors import CheckpointError, LayerInputError, mismatch_report, shape_mismatches
 from minialex.layers.base import Array, Layer
 
 
@@ -121,21 +121,8 @@ class Sequential(Layer):
         tensor, before anything is copied.
         """
         params = self.params
-        missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
-        misshaped = [
-            f"{name}: expected {tuple(params[name].shape)}, got {tuple(np.shape(state[name]))}"
-            for name in params
-            if name in state and tuple(np.shape(state[name])) != tuple(params[name].shape)
-        ]
-        if missing or unexpected or misshaped:
-            parts = []
-            if missing:
-                parts.append(f"missing tensors: {', '.join(missing)}")
-            if unexpected:
-                parts.append(f"unexpected tensors: {', '.join(unexpected)}")
-            if misshaped:
-                parts.append(f"mis-shaped tensors: {'; '.join(misshaped)}")
-            raise CheckpointError(f"{source} does not fit this model: " + " | ".join(parts))
+        report = mismatch_report(*shape_mismatches(params, {k: np.asarray(v) for k, v in state.items()}))
+        if report:
+            raise CheckpointError(f"{source} does not fit this model: {report}")
         for name, value in params.items():
             value[...] = backend.asarray(state[name], dtype=value.dtype)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minialex.errors import CheckpointError
+from minialex.errors import CheckpointError, mismatch_report
 
 TORCHVISION_NAMES: dict[str, str] = {
     f"{tv}.{kind}": f"{ours}.{kind}"
@@ -80,17 +80,11 @@ def load_torchvision_safetensors(model: Any, path: str | os.PathLike) -> None:
         expected, got = tuple(params[ours].shape), tuple(state[tv_name].shape)
         if expected != got:
             misshaped.append(f"{tv_name} [{ours}]: model has {expected}, file has {got}")
-    if missing or unexpected or misshaped:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected tensors: {', '.join(unexpected)}")
-        if misshaped:
-            parts.append(f"mis-shaped tensors: {'; '.join(misshaped)}")
+    report = mismatch_report(missing, unexpected, misshaped)
+    if report:
         raise CheckpointError(
             f"{os.fspath(path)} is not a torchvision AlexNet state dict for this model "
-            f"(build it with alexnet('torchvision', num_classes=...)): " + " | ".join(parts)
+            f"(build it with alexnet('torchvision', num_classes=...)): {report}"
         )
     for tv_name in TORCHVISION_NAMES:
         array = state[tv_name]
