@@ -148,14 +148,27 @@ def test_paper_initialisation(big_models):
 @pytest.mark.parametrize("variant", ["torchvision", "mini"])
 def test_he_initialisation(big_models, variant):
     model = big_models.get(variant) or alexnet(variant)
-    for name, layer in model.named_layers():
-        if not isinstance(layer, (Conv2d, Linear)):
-            continue
+    weighted = [(name, layer) for name, layer in model.named_layers() if isinstance(layer, (Conv2d, Linear))]
+    for name, layer in weighted:
         shape = layer.params["weight"].shape
         fan_in = math.prod(shape[1:])
         w = _weights(layer)
-        assert abs(w.std() / math.sqrt(2 / fan_in) - 1) < _std_bound(w.size), name
+        # He for every hidden layer; the output layer small (0.01) so that the initial loss is ≈ ln(classes).
+        expected_std = 0.01 if name == weighted[-1][0] else math.sqrt(2 / fan_in)
+        assert abs(w.std() / expected_std - 1) < _std_bound(w.size), name
         assert np.all(backend.to_numpy(layer.params["bias"]) == 0), name
+
+
+def test_he_initial_loss_is_near_ln_classes():
+    """The sanity check the trainer prints: an untrained net gives every class about the same probability."""
+    from minialex.layers import SoftmaxCrossEntropy
+
+    minialex.seed(0)
+    model = alexnet("mini").eval()
+    x = backend.asarray(np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32))
+    labels = np.arange(64) % 10
+    loss = float(SoftmaxCrossEntropy().forward(model.forward(x), labels))
+    assert abs(loss - math.log(10)) < 0.05 * math.log(10), loss
 
 
 def test_seed_reproduces_a_model():

@@ -178,7 +178,7 @@ def test_training_steps_lower_the_loss():
     labels = backend.asarray(np.array([0, 1, 2, 0, 1, 2]))
     loss, opt = SoftmaxCrossEntropy(), SGD(model, lr=0.05)
     first = float(loss.forward(model.forward(x), labels))
-    for _ in range(20):
+    for _ in range(40):
         loss.forward(model.forward(x), labels)
         model.backward(loss.backward())
         opt.step()
