@@ -109,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an AlexNet with the paper's SGD (momentum, weight decay, learning-rate drops). Writes a "
         "run directory with config.json, history.json/.csv, metrics.json, last/best.safetensors and plots. "
         "Ctrl-C saves a checkpoint; --resume continues it exactly.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     # Options default to None so that a resumed run can tell what was given on the command line.
     arg = train.add_argument
@@ -255,7 +254,7 @@ def _train(args: argparse.Namespace) -> int:
     m = result.metrics
     print(
         f"done: held-out top-1 accuracy {m['test_accuracy']:.2%}, top-5 {m['test_top5_accuracy']:.2%} after "
-        f"{m['epochs']} epochs ({m['train_seconds']:.1f} s of training, {format_rate(m['images_per_second'] or 0.0)} images/s)"
+        f"{m['epochs']} epoch{'s' if m['epochs'] != 1 else ''} ({m['train_seconds']:.1f} s of training, {format_rate(m['images_per_second'] or 0.0)} images/s)"
     )
     print(f"run directory: {result.run_dir}")
     return 0
