@@ -392,6 +392,8 @@ class Trainer:
         self.model: AlexNet = alexnet(
             cfg.model, num_classes=len(self.classes), in_channels=image_shape[0], init=cfg.init, dtype=cfg.dtype
         )
+        # The images need no gradient: conv1 skips dL/dx (a GEMM and col2im), as PyTorch does for its data.
+        self.model["conv1"].needs_input_grad = False
         pca = None
         if cfg.augment and image_shape[0] == 3:
             from minialex.data import rgb_pca
