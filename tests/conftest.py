@@ -12,6 +12,8 @@ host and convert it with ``minialex.backend.asarray`` / ``to_numpy`` (see ``test
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -56,3 +58,15 @@ def torch():
     torch = pytest.importorskip("torch", reason=TORCH_SKIP_REASON)
     torch.set_num_threads(1)  # pytest -n 2 already uses both cores
     return torch
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread_per_xdist_worker():
+    """Under ``pytest -n 2`` both workers train at once: two BLAS threads each would oversubscribe two cores."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

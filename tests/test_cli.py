@@ -22,15 +22,8 @@ SUBCOMMANDS = ["train", "evaluate", "predict", "summary"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_blas_thread_per_xdist_worker():
-    """Under ``pytest -n 2`` both workers train at once: two BLAS threads each would oversubscribe two cores."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+def _one_blas_thread(one_blas_thread_per_xdist_worker):
+    """These tests train networks: see ``one_blas_thread_per_xdist_worker`` in conftest.py."""
 
 
 TINY = ["--epochs", "1", "--limit-train", "96", "--limit-test", "50", "--batch-size", "32", "--no-progress"]
@@ -87,7 +80,7 @@ def test_python_dash_m_runs_the_same_cli():
         ([], "the following arguments are required: COMMAND"),
         (["fly"], "invalid choice: 'fly'"),
         (["train", "--epochs", "0"], "expected a positive integer, got '0'"),
-        (["train", "--lr", "fast"], "expected a positive number, got 'fast'"),
+        (["train", "--lr", "fast"], "expected a positive finite number, got 'fast'"),
         (["train", "--lr", "-1"], "expected a positive finite number, got '-1'"),
         (["train", "--model", "vgg"], "invalid choice: 'vgg'"),
         (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 
 import matplotlib.image
 import numpy as np
@@ -27,15 +26,8 @@ EPOCHS = 3
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_blas_thread_per_xdist_worker():
-    """Under ``pytest -n 2`` both workers train at once: two BLAS threads each would oversubscribe two cores."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+def _one_blas_thread(one_blas_thread_per_xdist_worker):
+    """These tests train networks: see ``one_blas_thread_per_xdist_worker`` in conftest.py."""
 
 
 def test_default_training_end_to_end(tmp_path, capsys):
