@@ -228,8 +228,11 @@ def linear_interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
     hi = np.minimum(lo + 1, n_in - 1)
     frac = t - lo
     m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
+    rows = np.arange(n_out)
+    # One entry per row in each statement, so ``+=`` never meets a repeated index; at the last input sample
+    # lo == hi and the second statement adds to the first.
+    m[rows, lo] += 1.0 - frac
+    m[rows, hi] += frac
     return m
 
 
