@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from minialex.cli import main
+from minialex.config import TrainConfig
 from minialex.data import load_dataset
-from minialex.train import TrainConfig, load_trained
+from minialex.evaluation import load_trained
 
 pytestmark = pytest.mark.slow
 

@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 
 from minialex import backend, checkpoint
+from minialex.config import TrainConfig
 from minialex.data import load_dataset
 from minialex.errors import CheckpointError, ConfigError, TrainingDivergedError
+from minialex.evaluation import load_trained
 from minialex.layers import Linear
 from minialex.metrics import confusion_matrix, history_csv, topk_hits, write_json, write_text_atomic
 from minialex.plots import filter_grid, plot_confusion_matrix, plot_curves, plot_filters, save_figure
-from minialex.train import TrainConfig, Trainer, load_trained
+from minialex.train import Trainer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
