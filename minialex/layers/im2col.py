@@ -22,7 +22,7 @@ pixel appears in several columns, so its gradient is the *sum* of those columns'
 
 It is computed with one strided slice-add per kernel offset (i, j): within one offset every output
 position maps to a different input pixel, so a slice never repeats an index and ``+=`` is exact (no
-``np.add.at`` needed).
+unbuffered scatter-add, ``ufunc.at``, is needed).
 
 Both functions work on NumPy and CuPy arrays alike, and on non-contiguous input.
 """
