@@ -25,6 +25,22 @@ GRADCHECK_BOUND = 1e-6
 TORCH_BOUND = {np.float64: 1e-10, np.float32: 1e-4}
 
 
+RUN_DIRECTORY_FILES = frozenset(
+    {
+        "config.json",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "last.safetensors",
+        "best.safetensors",
+        "curves.png",
+        "conv1_filters.png",
+        "confusion_matrix.png",
+    }
+)
+"""What a finished ``minialex train`` leaves in its run directory (issue 4)."""
+
+
 def host(a: Array) -> np.ndarray:
     """Any backend array (or scalar) as a host NumPy array."""
     return np.asarray(backend.to_numpy(a))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import RUN_DIRECTORY_FILES
 
 from minialex import checkpoint
 from minialex.cli import load_image, main
@@ -139,16 +140,7 @@ def test_summary_of_the_paper_model(capsys):
 
 
 def test_tiny_run_directory(tiny_run):
-    names = {p.name for p in tiny_run.iterdir()}
-    assert {
-        "config.json",
-        "history.json",
-        "history.csv",
-        "metrics.json",
-        "last.safetensors",
-        "best.safetensors",
-    } <= names
-    assert {"curves.png", "conv1_filters.png", "confusion_matrix.png"} <= names
+    assert RUN_DIRECTORY_FILES <= {p.name for p in tiny_run.iterdir()}
 
 
 def test_evaluate_matches_the_run_metrics(capsys, tiny_run):

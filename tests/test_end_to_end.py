@@ -15,6 +15,7 @@ import math
 import matplotlib.image
 import numpy as np
 import pytest
+from helpers import RUN_DIRECTORY_FILES
 
 from minialex.cli import main
 from minialex.config import TrainConfig
@@ -55,18 +56,7 @@ def check_learning(run):
 
 
 def check_run_directory(run):
-    expected = {
-        "config.json",
-        "history.json",
-        "history.csv",
-        "metrics.json",
-        "last.safetensors",
-        "best.safetensors",
-        "curves.png",
-        "conv1_filters.png",
-        "confusion_matrix.png",
-    }
-    assert expected <= {p.name for p in run.iterdir()}
+    assert RUN_DIRECTORY_FILES <= {p.name for p in run.iterdir()}
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
 
     config = json.loads((run / "config.json").read_text())

@@ -129,17 +129,22 @@ def _torch_pair(torch, model, lr, mu, wd):
     return tensors, torch.optim.SGD(groups, lr=lr, momentum=mu)
 
 
+def _step_both(torch, opt, torch_opt, tensors, model, grads) -> None:
+    """Give both optimisers the same gradients and take one step with each."""
+    _set_grads(model, grads)
+    opt.step()
+    for k, t in tensors.items():
+        t.grad = torch.from_numpy(grads[k].copy())
+    torch_opt.step()
+
+
 def test_equivalent_to_torch_sgd_while_lr_is_constant():
     torch = pytest.importorskip("torch")
     model = _net()
     tensors, torch_opt = _torch_pair(torch, model, lr=0.02, mu=0.9, wd=5e-4)
     opt = SGD(model, lr=0.02, momentum=0.9, weight_decay=5e-4)
     for grads in _gradient_sequence(model, 6):
-        _set_grads(model, grads)
-        opt.step()
-        for k, t in tensors.items():
-            t.grad = torch.from_numpy(grads[k].copy())
-        torch_opt.step()
+        _step_both(torch, opt, torch_opt, tensors, model, grads)
         for k, value in _host(model).items():
             theirs = tensors[k].detach().numpy()
             assert np.abs(value - theirs).max() <= 1e-14 * np.abs(theirs).max(), k
@@ -159,11 +164,7 @@ def test_differs_from_torch_sgd_when_lr_changes_as_derived():
             for group in torch_opt.param_groups:
                 group["lr"] = lr2
             buffers = {k: torch_opt.state[t]["momentum_buffer"].numpy().copy() for k, t in tensors.items()}
-        _set_grads(model, grads)
-        opt.step()
-        for k, t in tensors.items():
-            t.grad = torch.from_numpy(grads[k].copy())
-        torch_opt.step()
+        _step_both(torch, opt, torch_opt, tensors, model, grads)
     for k, value in _host(model).items():
         theirs = tensors[k].detach().numpy()
         difference = value - theirs
