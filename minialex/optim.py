@@ -41,6 +41,7 @@ import numpy as np
 from minialex import backend
 from minialex.backend import xp
 from minialex.errors import CheckpointError, ConfigError, LayerInputError, mismatch_report, shape_mismatches
+from minialex.layers import workspace
 
 Array = Any
 CHUNK = 1 << 16  # elements per chunk of the NumPy update: 256 KiB of float32, well inside L2 with v, w, g
@@ -111,7 +112,6 @@ class SGD:
         self.decay_biases = decay_biases
         self.velocity: dict[str, Array] = {}
         self.steps = 0
-        self._scratch: np.ndarray | None = None
         self.zero_state()
 
     # -- the learning rate: validated on every assignment (schedules set it) --------------------------------
@@ -171,7 +171,7 @@ class SGD:
             return
         flat_w, flat_v = w.reshape(-1), v.reshape(-1)
         flat_g = g.reshape(-1)  # a copy only if g is not contiguous
-        scratch = self._scratch_for(w.dtype, min(CHUNK, w.size))
+        scratch = workspace.scratch("sgd.chunk", (CHUNK,), w.dtype)
         for start in range(0, w.size, CHUNK):
             stop = min(start + CHUNK, w.size)
             wc, vc, gc, s = flat_w[start:stop], flat_v[start:stop], flat_g[start:stop], scratch[: stop - start]
@@ -182,11 +182,6 @@ class SGD:
             np.multiply(gc, lr, out=s)
             vc -= s
             wc += vc
-
-    def _scratch_for(self, dtype: np.dtype, size: int) -> np.ndarray:
-        if self._scratch is None or self._scratch.dtype != dtype or self._scratch.size < size:
-            self._scratch = np.empty(CHUNK, dtype=dtype)
-        return self._scratch
 
     # -- state ----------------------------------------------------------------------------------------------
     def hyperparams(self) -> dict[str, Any]:
