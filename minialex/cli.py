@@ -65,9 +65,9 @@ _non_negative_float = _bounded(float, "a finite number >= 0", strictly_positive=
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand (see the module docstring)."""
-    from minialex.config import SCHEDULES, TrainConfig
     from minialex.data import available_datasets
     from minialex.models import VARIANTS
+    from minialex.training.config import SCHEDULES, TrainConfig
 
     defaults = TrainConfig()
     common = argparse.ArgumentParser(add_help=False)
@@ -214,7 +214,7 @@ def _say(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from minialex.train import TrainConfig, Trainer, format_rate
+    from minialex.training import TrainConfig, Trainer, format_rate
 
     names = (
         "model dataset epochs batch_size lr momentum weight_decay schedule lr_factor patience step_size seed init "
@@ -245,7 +245,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from minialex.data import load_dataset
-    from minialex.evaluation import load_trained
+    from minialex.training.evaluation import load_trained
 
     trained = load_trained(args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else trained.config.data_dir
@@ -317,7 +317,7 @@ def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from minialex.evaluation import load_trained
+    from minialex.training.evaluation import load_trained
 
     trained = load_trained(args.checkpoint)
     images = np.stack([load_image(p, trained.image_shape, args.invert) for p in args.images])

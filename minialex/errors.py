@@ -14,6 +14,7 @@ exception                  also a                 raised for
 ``ChecksumError``          ``DataError``          a file whose hash is not the published one
 ``CheckpointError``        ``ValueError``         a corrupt checkpoint or one of another model
 ``TrainingDivergedError``  ``FloatingPointError``  a NaN or infinite loss or gradient
+``WriteError``             ``OSError``            a file that cannot be written (full disk, ...)
 =========================  =====================  ===============================================
 """
 
@@ -50,6 +51,10 @@ class CheckpointError(MinialexError, ValueError):
 
 class TrainingDivergedError(MinialexError, FloatingPointError):
     """The loss or a gradient became NaN or infinite."""
+
+
+class WriteError(MinialexError, OSError):
+    """A file could not be written; the previous version of it is unchanged (see :mod:`minialex.atomic`)."""
 
 
 def shape_mismatches(expected: dict, given: dict) -> tuple[list[str], list[str], list[str]]:

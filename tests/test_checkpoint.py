@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 
 import minialex
-from minialex import backend, checkpoint
-from minialex.checkpoint import Checkpoint, load_checkpoint, restore, save_checkpoint
-from minialex.errors import CheckpointError
+from minialex import backend
+from minialex.errors import CheckpointError, WriteError
 from minialex.layers import Linear, Sequential
 from minialex.models import alexnet
 from minialex.optim import SGD, ReduceLROnPlateau, StepLR
+from minialex.training import checkpoint
+from minialex.training.checkpoint import Checkpoint, load_checkpoint, restore, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"widths": (4, 4, 8, 16), "image_size": 15, "num_classes": 3}
@@ -135,7 +136,7 @@ def test_failure_mid_write_keeps_the_previous_file(tmp_path, monkeypatch):
     model.params["conv1.weight"][...] += 1
 
     monkeypatch.setattr(checkpoint, "_write_safetensors", _fail_half_way)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last\.safetensors.*disk is full.*unchanged"):
+    with pytest.raises(WriteError, match=r"cannot write checkpoint .*last\.safetensors.*disk is full.*unchanged"):
         save_checkpoint(path, model, opt, sched, metadata={"epoch": 2})
     assert path.read_bytes() == before and load_checkpoint(path).epoch == 1
     assert _temps(tmp_path) == []
@@ -151,7 +152,7 @@ def test_failure_at_rename_and_interrupt_keep_the_previous_file(tmp_path, monkey
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(checkpoint.os, "replace", no_rename)
-    with pytest.raises(CheckpointError, match="Permission denied"):
+    with pytest.raises(WriteError, match="Permission denied"):
         save_checkpoint(path, model, opt, metadata={"epoch": 2})
     monkeypatch.undo()
 
@@ -167,9 +168,9 @@ def test_failure_at_rename_and_interrupt_keep_the_previous_file(tmp_path, monkey
 
 def test_unwritable_places(tmp_path):
     model, _, _ = _trained()
-    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+    with pytest.raises(WriteError, match="cannot write checkpoint"):
         save_checkpoint(tmp_path / "no" / "such" / "dir" / "c.safetensors", model)
-    with pytest.raises(CheckpointError, match="is a directory"):
+    with pytest.raises(WriteError, match="is a directory"):
         save_checkpoint(tmp_path, model)
     with pytest.raises(CheckpointError, match="metadata cannot be stored as JSON"):
         save_checkpoint(tmp_path / "c.safetensors", model, metadata={"f": lambda: 0})
@@ -193,7 +194,7 @@ WRITER = textwrap.dedent(
     import sys, time
     import numpy as np
     import minialex
-    from minialex import checkpoint
+    from minialex.training import checkpoint
     from minialex.models import alexnet
     from minialex.optim import SGD
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from helpers import RUN_DIRECTORY_FILES
 
-from minialex import checkpoint
 from minialex.cli import load_image, main
 from minialex.data import load_dataset
+from minialex.training import checkpoint
 
 SUBCOMMANDS = ["train", "evaluate", "predict", "summary"]
 

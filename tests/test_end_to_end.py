@@ -18,9 +18,9 @@ import pytest
 from helpers import RUN_DIRECTORY_FILES
 
 from minialex.cli import main
-from minialex.config import TrainConfig
 from minialex.data import load_dataset
-from minialex.evaluation import load_trained
+from minialex.training.config import TrainConfig
+from minialex.training.evaluation import load_trained
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 * Conv2d cuts a batch into chunks of images whose columns fit in ``conv.CHUNK_BYTES`` and rebuilds the
   columns in the backward pass: any chunk size must give the same output and gradients as one chunk.
-* Scratch buffers (``minialex.layers.workspace``) are reused between calls and layers: a layer run after
+* Scratch buffers (``minialex._engine.workspace``) are reused between calls and layers: a layer run after
   another of a different shape, or twice in a row, must give the same result as a fresh one.
 """
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from helpers import GRADCHECK_BOUND, dev, host, randn
 
+from minialex._engine import workspace as ws
 from minialex.gradcheck import check_layer
 from minialex.layers import Conv2d, conv
-from minialex.layers import workspace as ws
 
 CONFIGS = {
     "conv1-like": dict(in_channels=3, out_channels=4, kernel_size=5, stride=2, padding=0, groups=1),

@@ -18,15 +18,15 @@ import threading
 import numpy as np
 import pytest
 
-from minialex import backend, checkpoint
-from minialex.config import TrainConfig
+from minialex import backend
 from minialex.data import load_dataset
-from minialex.errors import CheckpointError, ConfigError, TrainingDivergedError
-from minialex.evaluation import load_trained
+from minialex.errors import CheckpointError, ConfigError, TrainingDivergedError, WriteError
 from minialex.layers import Linear
-from minialex.metrics import confusion_matrix, history_csv, topk_hits, write_json, write_text_atomic
-from minialex.plots import filter_grid, plot_confusion_matrix, plot_curves, plot_filters, save_figure
-from minialex.train import Trainer
+from minialex.training import Trainer, checkpoint
+from minialex.training.config import TrainConfig
+from minialex.training.evaluation import load_trained
+from minialex.training.metrics import confusion_matrix, history_csv, topk_hits, write_json, write_text_atomic
+from minialex.training.plots import filter_grid, plot_confusion_matrix, plot_curves, plot_filters, save_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -327,7 +327,7 @@ def test_full_disk_during_the_run_is_reported_and_the_previous_checkpoint_surviv
 
     monkeypatch.setattr(os, "replace", replace)
     run = trainer(small_config(tmp_path), digits, on_step=fill_disk)
-    with pytest.raises(CheckpointError, match="No space left on device"):
+    with pytest.raises(WriteError, match="No space left on device"):
         run.fit()
     monkeypatch.setattr(os, "replace", real_replace)
     reloaded = checkpoint.load_checkpoint(last)
@@ -347,7 +347,7 @@ def test_write_text_atomic_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(CheckpointError, match=r"history.json: No space left on device .* left intact"):
+    with pytest.raises(WriteError, match=r"history.json: No space left on device .* unchanged"):
         write_text_atomic(path, "new")
     assert path.read_text().startswith('{\n  "a": 1')
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from minialex import backend
+from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
 from minialex.layers.base import Array, Layer
 from minialex.layers.im2col import IntPair, col2im, conv_output_size, im2col, pair
-from minialex.layers.workspace import scratch
 
 CHUNK_BYTES = 128 * 2**20
 """Columns of at most this many bytes are built at once (a batch is cut into chunks of images to fit)."""

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from minialex._engine import parallel
+from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers import parallel
-from minialex.layers.workspace import scratch
 
 Array = Any
 IntPair = int | tuple[int, int]

@@ -31,9 +31,9 @@ over the channel axis: no loops over pixels, no cumulative sums (which lose prec
 
 from __future__ import annotations
 
+from minialex._engine import parallel
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers import parallel
 from minialex.layers.base import Array, Layer
 
 

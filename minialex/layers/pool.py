@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from minialex._engine import parallel
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers import parallel
 from minialex.layers.base import Array, Layer
 from minialex.layers.im2col import IntPair, conv_output_size, pad_spatial, pair
 

@@ -30,10 +30,10 @@ from minialex import seed as minialex_seed
 from minialex.backend import to_numpy
 from minialex.data import iterate_batches, load_dataset, to_device_float
 from minialex.layers import SoftmaxCrossEntropy
-from minialex.metrics import confusion_matrix
 from minialex.models import alexnet
 from minialex.optim import SGD, ReduceLROnPlateau, StepLR
-from minialex.plots import plot_confusion_matrix, plot_filters
+from minialex.training.metrics import confusion_matrix
+from minialex.training.plots import plot_confusion_matrix, plot_filters
 
 np.set_printoptions(precision=4, suppress=True)
 

@@ -51,15 +51,16 @@ from typing import Any
 
 import numpy as np
 
-from minialex import backend, checkpoint, metrics, plots
+from minialex import backend
 from minialex.backend import xp
-from minialex.config import CHECKPOINT_FORMAT, RESUME_OVERRIDES, SCHEDULES, TrainConfig
+from minialex.data.pipeline import InputPipeline
 from minialex.errors import CheckpointError, ConfigError, TrainingDivergedError
-from minialex.evaluation import EvalResult, evaluate_model
 from minialex.layers import SoftmaxCrossEntropy
 from minialex.models import AlexNet, alexnet
 from minialex.optim import SGD, ReduceLROnPlateau, StepLR
-from minialex.pipeline import InputPipeline
+from minialex.training import checkpoint, metrics, plots
+from minialex.training.config import CHECKPOINT_FORMAT, RESUME_OVERRIDES, SCHEDULES, TrainConfig
+from minialex.training.evaluation import EvalResult, evaluate_model
 
 __all__ = ["SCHEDULES", "RunResult", "TrainConfig", "Trainer", "fit", "format_rate"]
 

@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from minialex import atomic
+
 __all__ = ["filter_grid", "plot_confusion_matrix", "plot_curves", "plot_filters", "save_figure"]
 
 
@@ -26,16 +28,9 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> str:
-    """Write ``fig`` as a PNG to ``path`` (via a temporary file, then an atomic rename); return the path."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write ``fig`` as a PNG to ``path`` atomically (see :mod:`minialex.atomic`); return the path."""
+    atomic.write_atomic(path, lambda temp: fig.savefig(temp, format="png", bbox_inches="tight"), "figure")
+    return os.fspath(path)
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]]) -> Figure:

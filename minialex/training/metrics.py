@@ -3,7 +3,7 @@
 * :func:`topk_hits` and :func:`confusion_matrix` score a batch of class scores against integer labels.
 * :func:`write_text_atomic` / :func:`write_json` write a file through a temporary file and a rename, so a
   crash or a full disk leaves either the old file or the new one, never half of one; they raise
-  :class:`~minialex.errors.CheckpointError` naming the file and the operating system's reason.
+  :class:`~minialex.errors.WriteError` naming the file and the operating system's reason.
 * :func:`history_csv` turns the per-epoch history (a list of flat dicts) into CSV text.
 """
 
@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from minialex import backend
+from minialex import atomic, backend
 from minialex.backend import xp
-from minialex.errors import CheckpointError
 
 __all__ = ["confusion_matrix", "history_csv", "topk_hits", "write_json", "write_text_atomic"]
 
@@ -51,26 +50,8 @@ def confusion_matrix(labels: Any, predictions: Any, num_classes: int) -> np.ndar
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via ``path.tmp-<pid>`` + fsync + rename (atomic on POSIX and Windows)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        except OSError:
-            pass
-        reason = exc.strerror or str(exc)
-        raise CheckpointError(
-            f"could not write {path}: {reason} (errno {exc.errno}); the previous version of the file, and every "
-            f"checkpoint already written, are left intact. Free some disk space or choose another --out-dir."
-        ) from exc
+    """Write a run record (``history.csv``, ``metrics.json``, ...) atomically (see :mod:`minialex.atomic`)."""
+    atomic.write_text(path, text, "record")
 
 
 def _jsonable(value: Any) -> Any:

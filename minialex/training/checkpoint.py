@@ -19,23 +19,16 @@ Loading parses JSON and copies bytes; it never runs code (unlike pickle, on whic
 and NumPy's object arrays rely). The checksum makes a truncated or corrupted file an error instead of
 silently wrong weights.
 
-Atomic writes. A crash, a full disk or a SIGKILL in the middle of writing must never destroy the previous
-checkpoint, so the new one is written next to it under a temporary name, flushed to the disk (``fsync``),
-then renamed over the old one (``os.replace``, atomic on POSIX file systems), and finally the directory is
-fsynced so that the rename itself survives a power cut. At every moment ``path`` holds either the old
-complete file or the new complete file. A temporary file left by a killed writer is removed by the next
-save of the same checkpoint.
+Atomic writes. A crash, a full disk or a SIGKILL in the middle of writing never destroys the previous
+checkpoint: the file is written through :func:`minialex.atomic.write_atomic` (a temporary, fsync, rename).
 """
 
 from __future__ import annotations
 
 import copy
-import errno
 import hashlib
 import json
 import os
-import re
-import secrets
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +37,7 @@ from typing import Any
 import numpy as np
 
 import minialex
-from minialex import backend
+from minialex import atomic, backend
 from minialex.errors import CheckpointError
 
 FORMAT = "minialex-checkpoint"
@@ -132,56 +125,6 @@ def _write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict
     save_file(tensors, path, metadata=metadata)
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:  # some platforms (Windows) cannot open a directory; the rename is still atomic there
-            return
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_pattern(target: Path) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(target.name)}\.tmp-(\d+)-[0-9a-f]+$")
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Delete temporary files of ``target`` left by writers that no longer run (e.g. killed mid-write).
-
-    POSIX only: liveness is probed with ``os.kill(pid, 0)``, which on Windows would terminate the process.
-    """
-    if os.name != "posix":
-        return
-    pattern = _temp_pattern(target)
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return
-    for name in names:
-        match = pattern.match(name)
-        if not match:
-            continue
-        pid = int(match.group(1))
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # that writer still runs
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OSError):
-            continue
-        try:
-            os.remove(target.parent / name)
-        except OSError:
-            pass
-
-
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: Any,
@@ -206,8 +149,10 @@ def save_checkpoint(
     Raises
     ------
     CheckpointError
-        if the file cannot be written (full disk, no permission, missing directory) or ``metadata`` is not
-        JSON-able; any previous file at ``path`` is then unchanged and no temporary file is left.
+        if ``metadata`` is not JSON-able.
+    WriteError
+        if the file cannot be written (full disk, no permission, missing directory); any previous file at
+        ``path`` is then unchanged and no temporary file is left.
     """
     target = Path(path)
     if metadata is not None and not isinstance(metadata, dict):
@@ -232,29 +177,7 @@ def save_checkpoint(
     }
     entries["checksum"] = _digest(entries, tensors)
 
-    if target.is_dir():
-        raise CheckpointError(f"cannot write checkpoint {target}: it is a directory")
-    _remove_stale_temps(target)
-    temp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        _write_safetensors(os.fspath(temp), tensors, entries)
-        _fsync_path(os.fspath(temp))
-        os.replace(temp, target)
-        _fsync_path(os.fspath(target.parent) or ".", directory=True)
-    except BaseException as exc:
-        try:
-            os.remove(temp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc)
-            hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
-            raise CheckpointError(
-                f"cannot write checkpoint {target}: {reason}{hint}; any previous checkpoint there is unchanged"
-            ) from exc
-        if isinstance(exc, Exception) and not isinstance(exc, CheckpointError):
-            raise CheckpointError(f"cannot write checkpoint {target}: {type(exc).__name__}: {exc}") from exc
-        raise
+    atomic.write_atomic(target, lambda temp: _write_safetensors(temp, tensors, entries), "checkpoint")
     return target
 
 

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from minialex import backend, checkpoint, metrics
+from minialex import backend
 from minialex.backend import xp
-from minialex.config import CHECKPOINT_FORMAT, TrainConfig
+from minialex.data.pipeline import InputPipeline
 from minialex.errors import CheckpointError
 from minialex.layers import log_softmax
 from minialex.models import AlexNet, alexnet
-from minialex.pipeline import InputPipeline
+from minialex.training import checkpoint, metrics
+from minialex.training.config import CHECKPOINT_FORMAT, TrainConfig
 
 
 @dataclass
