@@ -80,15 +80,11 @@ def median(values: list[float]) -> float:
 def make_minialex(variant: str, seed: int = 0) -> Any:
     """The minialex model in float32, training mode, seeded.
 
-    Its first convolution does not compute the gradient of the images (``needs_input_grad = False``),
-    exactly as PyTorch does for an input that does not require grad: both frameworks do the same work.
+    Its backward pass skips the gradient of the images (``need_input_grad=False``), exactly as PyTorch does
+    for an input that does not require grad: both frameworks do the same work.
     """
     backend.seed(seed)
-    model = alexnet(variant, dtype=np.float32).train()
-    first = next(layer for _, layer in model.named_layers())
-    if isinstance(first, Conv2d):
-        first.needs_input_grad = False
-    return model
+    return alexnet(variant, dtype=np.float32).train()
 
 
 def torch_mirror(model: Any, torch: Any, device: str = "cpu", inplace_relu: bool = True) -> Any:
@@ -160,8 +156,8 @@ def minialex_layer_pass(model: Any, loss: Any, x: Any, labels: Any, timer: Timer
         fwd[name], h = timer(lambda layer=layer, h=h: layer.forward(h))
     fwd["loss"], _ = timer(lambda: loss.forward(h, labels))
     bwd["loss"], g = timer(loss.backward)
-    for name, layer in reversed(layers):
-        bwd[name], g = timer(lambda layer=layer, g=g: layer.backward(g))
+    for index, (name, layer) in reversed(list(enumerate(layers))):
+        bwd[name], g = timer(lambda layer=layer, g=g, first=index == 0: layer.backward(g, need_input_grad=not first))
     return {name: (fwd[name], bwd[name]) for name in fwd}
 
 
@@ -235,7 +231,7 @@ def minialex_step_fn(model: Any, x: Any, labels: Any) -> Callable[[], Any]:
 
     def step() -> Any:
         value = loss.forward(model.forward(x), labels)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), need_input_grad=False)
         opt.step()
         return value
 

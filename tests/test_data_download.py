@@ -196,8 +196,11 @@ def test_load_mnist_from_a_preseeded_cache(tmp_path, monkeypatch):
     for name, blob in blobs.items():
         (tmp_path / f"mnist-{name}").write_bytes(blob)
     ds = load_dataset("mnist", data_dir=tmp_path, download=False)
-    assert ds.train_images.shape == (20, 1, 28, 28) and ds.test_images.shape == (10, 1, 28, 28)
-    np.testing.assert_array_equal(ds.train_labels, np.arange(20) % 10)
+    # Two of each digit: one is held out for validation (at least one per class), one is trained on.
+    assert ds.train_images.shape == (10, 1, 28, 28) and ds.val_images.shape == (10, 1, 28, 28)
+    assert ds.test_images.shape == (10, 1, 28, 28)
+    np.testing.assert_array_equal(np.sort(ds.train_labels), np.arange(10))
+    np.testing.assert_array_equal(np.sort(ds.val_labels), np.arange(10))
     assert ds.classes == [str(d) for d in range(10)]
 
 
@@ -235,7 +238,8 @@ def test_load_cifar10_downloaded_from_the_loopback_server(tmp_path, monkeypatch,
     remote = RemoteFile("cifar-10-binary.tar.gz", sha(archive), (server.url + "/cifar-10-binary.tar.gz",))
     monkeypatch.setitem(datasets.SOURCES, "cifar10", datasets.Source("cifar", (remote,), 20, 4))
     ds = load_dataset("cifar10", data_dir=tmp_path)
-    assert ds.train_images.shape == (20, 3, 32, 32) and ds.test_images.shape == (4, 3, 32, 32)
+    assert len(ds.train_labels) + len(ds.val_labels) == 20 and ds.test_images.shape == (4, 3, 32, 32)
+    assert ds.train_images.shape[1:] == ds.val_images.shape[1:] == (3, 32, 32) and len(ds.val_labels) > 0
     assert ds.classes[0] == "airplane" and ds.classes[9] == "truck"
     assert len(ds.mean) == 3 and len(ds.std) == 3
     again = load_dataset("cifar10", data_dir=tmp_path)  # cached archive, already extracted

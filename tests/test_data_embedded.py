@@ -32,7 +32,8 @@ def test_file_is_the_published_one():
 def test_shapes_dtypes_and_classes(mnist5k):
     ds = mnist5k
     assert ds.name == "mnist5k"
-    assert ds.train_images.shape == (4000, 1, 28, 28) and ds.train_images.dtype == np.uint8
+    assert ds.train_images.shape == (3500, 1, 28, 28) and ds.train_images.dtype == np.uint8
+    assert ds.val_images.shape == (500, 1, 28, 28) and ds.val_images.dtype == np.uint8
     assert ds.test_images.shape == (1000, 1, 28, 28) and ds.test_images.dtype == np.uint8
     assert ds.train_labels.dtype == np.int64 and ds.test_labels.dtype == np.int64
     assert ds.classes == [str(d) for d in range(10)]
@@ -40,7 +41,8 @@ def test_shapes_dtypes_and_classes(mnist5k):
 
 
 def test_split_is_stratified(mnist5k):
-    np.testing.assert_array_equal(np.bincount(mnist5k.train_labels, minlength=10), [400] * 10)
+    np.testing.assert_array_equal(np.bincount(mnist5k.train_labels, minlength=10), [350] * 10)
+    np.testing.assert_array_equal(np.bincount(mnist5k.val_labels, minlength=10), [50] * 10)
     np.testing.assert_array_equal(np.bincount(mnist5k.test_labels, minlength=10), [100] * 10)
 
 

@@ -103,14 +103,14 @@ def test_tie_free_entries_are_distinct_and_away_from_zero():
 class IdentityBackwardReLU(ReLU):
     """Forgets the mask: dL/dx = dL/dy."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         return dy.copy()
 
 
 class AssigningMaxPool(MaxPool2d):
     """Writes each offset's gradient with ``=`` instead of ``+=``: right only when windows do not overlap."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         argmax, x_shape, _ = self._cache
         n, c, h, w = x_shape
         _, _, oh, ow = argmax.shape
@@ -125,7 +125,7 @@ class AssigningMaxPool(MaxPool2d):
 class UnmirroredLRN(LocalResponseNorm):
     """Sums the backward over W(m) instead of {i : m ∈ W(i)}: the same set for odd sizes, wrong for even ones."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         x, scale, power = self._cache[:3]
         y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._before, self._after) * x * (2.0 * self.alpha * self.beta)
@@ -135,7 +135,7 @@ class UnmirroredLRN(LocalResponseNorm):
 class ForgetfulLRN(LocalResponseNorm):
     """Drops the factor 2 of d(a²)/da."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         x, scale, power = self._cache[:3]
         y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._after, self._before) * x * (self.alpha * self.beta)
@@ -145,7 +145,7 @@ class ForgetfulLRN(LocalResponseNorm):
 class HalfBiasLinear(Linear):
     """A wrong parameter gradient (the input gradient is right)."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
         dx = super().backward(dy)
         self.grads["bias"] = self.grads["bias"] * 0.5
         return dx

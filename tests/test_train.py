@@ -250,8 +250,8 @@ def test_injected_nan_stops_and_last_checkpoint_holds_the_pre_divergence_weights
         head = [layer for _, layer in run.model.named_layers() if isinstance(layer, Linear)][-1]
         original_backward = run.model.backward
 
-        def backward(dy):
-            dx = original_backward(dy)
+        def backward(dy, need_input_grad=True):
+            dx = original_backward(dy, need_input_grad=need_input_grad)
             if in_epoch_2_step_3():
                 poisoned["done"] = True
                 head.grads["weight"][0, 0] = np.inf

@@ -23,6 +23,7 @@ from minialex.data import cifar, embedded, idx
 from minialex.data.archive import safe_extract
 from minialex.data.download import RemoteFile, cache_dir, fetch
 from minialex.data.record import Dataset, channel_stats
+from minialex.data.splits import VALIDATION_SEED, stratified_holdout
 from minialex.errors import ConfigError, DataError
 
 DIGITS = [str(d) for d in range(10)]
@@ -113,6 +114,12 @@ SOURCES: dict[str, Source] = {
 """Downloadable data sets. Tests substitute small files here (with their own hashes) to run the real code."""
 
 EMBEDDED = "mnist5k"
+
+VALIDATION_FRACTION = {EMBEDDED: 1 / 8}
+"""The fraction of each class's training images held out for validation: the embedded digits' 4,000 become
+3,500 train / 500 validation (the 1,000 test digits stay as they are)."""
+DEFAULT_VALIDATION_FRACTION = 1 / 10
+"""Every other data set: a tenth of its training split (MNIST 54,000 / 6,000, CIFAR-10 45,000 / 5,000)."""
 DEFAULT = EMBEDDED
 
 
@@ -183,15 +190,21 @@ def load_dataset(name: str = DEFAULT, data_dir: str | os.PathLike | None = None,
         x_train, y_train, x_test, y_test, classes, where = loader(key, source, data_dir, download)
     else:
         raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(available_datasets())}")
+    fraction = VALIDATION_FRACTION.get(key, DEFAULT_VALIDATION_FRACTION)
+    train_idx, val_idx = stratified_holdout(y_train, fraction, VALIDATION_SEED)
+    x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
+    where += f"; validation: {len(val_idx)} of the training images, stratified, seed {VALIDATION_SEED}"
     mean, std = channel_stats(x_train)
     return Dataset(
         key,
-        np.ascontiguousarray(x_train),
-        y_train,
-        np.ascontiguousarray(x_test),
-        y_test,
-        classes,
-        mean,
-        std,
-        where,
+        train_images=np.ascontiguousarray(x_train),
+        train_labels=y_train,
+        val_images=np.ascontiguousarray(x_val),
+        val_labels=y_val,
+        test_images=np.ascontiguousarray(x_test),
+        test_labels=y_test,
+        classes=classes,
+        mean=mean,
+        std=std,
+        source=where,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minialex.data.splits import stratified_holdout
 from minialex.errors import ChecksumError, DataError
 
 SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
@@ -72,15 +73,8 @@ def parse_csv(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed stratified split: (train indices, test indices), each sorted ascending."""
-    keys = np.random.default_rng(SPLIT_SEED).random(len(labels))
-    test = []
-    for c in range(CLASSES):
-        rows = np.flatnonzero(labels == c)
-        test.append(rows[np.argsort(keys[rows], kind="stable")[:TEST_PER_CLASS]])
-    test_idx = np.sort(np.concatenate(test))
-    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    return train_idx, test_idx
+    """The fixed stratified split: (train indices, test indices), each sorted ascending (100 test digits per class)."""
+    return stratified_holdout(labels, TEST_PER_CLASS / (ROWS // CLASSES), SPLIT_SEED)
 
 
 def load_mnist5k(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

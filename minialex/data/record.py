@@ -52,14 +52,17 @@ def channel_stats(images: np.ndarray, chunk: int = 2048) -> tuple[tuple[float, .
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled image data set split into train and test, images as uint8 on the host.
+    """A labelled image data set split into train, validation and test, images as uint8 on the host.
+
+    The validation split takes the decisions of a run (schedule, best checkpoint); the test split is only
+    reported (see :mod:`minialex.data.splits`).
 
     Attributes
     ----------
     name : str
         The registry name (``"mnist5k"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``).
-    train_images, test_images : np.ndarray of uint8, shape (N, C, H, W)
-    train_labels, test_labels : np.ndarray of int64, shape (N,), values in [0, len(classes))
+    train_images, val_images, test_images : np.ndarray of uint8, shape (N, C, H, W)
+    train_labels, val_labels, test_labels : np.ndarray of int64, shape (N,), values in [0, len(classes))
     classes : list of str
         Class names, index = label.
     mean, std : tuple of C floats
@@ -71,6 +74,8 @@ class Dataset:
     name: str
     train_images: np.ndarray
     train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     classes: list[str]
@@ -79,7 +84,7 @@ class Dataset:
     source: str = field(default="")
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if x.dtype != np.uint8 or x.ndim != 4:
                 raise DataError(
@@ -94,11 +99,13 @@ class Dataset:
                     f"dataset {self.name}: {split}_labels must lie in [0, {len(self.classes)}), "
                     f"got [{y.min()}, {y.max()}]"
                 )
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
-            raise DataError(
-                f"dataset {self.name}: train images {self.train_images.shape[1:]} and test images "
-                f"{self.test_images.shape[1:]} differ in shape"
-            )
+        for split in ("val", "test"):
+            other = getattr(self, f"{split}_images").shape[1:]
+            if self.train_images.shape[1:] != other:
+                raise DataError(
+                    f"dataset {self.name}: train images {self.train_images.shape[1:]} and {split} images {other} "
+                    "differ in shape"
+                )
         channels = self.train_images.shape[1]
         if len(self.mean) != channels or len(self.std) != channels:
             raise DataError(
@@ -117,7 +124,8 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (
-            f"Dataset({self.name!r}, train={self.train_images.shape}, test={self.test_images.shape}, "
+            f"Dataset({self.name!r}, train={self.train_images.shape}, val={self.val_images.shape}, "
+            f"test={self.test_images.shape}, "
             f"classes={self.num_classes}, mean={tuple(round(m, 4) for m in self.mean)}, "
             f"std={tuple(round(s, 4) for s in self.std)})"
         )

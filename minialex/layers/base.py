@@ -3,8 +3,14 @@
 A layer is a small object with
 
 * ``forward(x) -> y``: computes the output and keeps on ``self`` what the backward pass needs;
-* ``backward(dy) -> dx``: given dL/dy, returns dL/dx and (over)writes dL/dθ into ``self.grads``;
+* ``backward(dy, need_input_grad=True) -> dx``: given dL/dy, returns dL/dx and (over)writes dL/dθ into
+  ``self.grads``. With ``need_input_grad=False`` (the network's first layer, whose input is the data) a
+  layer may skip dL/dx and return None;
 * ``params`` / ``grads``: dicts of arrays with the same keys (``{}`` for layers without parameters);
+  ``grads`` hold the *last* backward pass and may be overwritten in place by the next one (copy them to
+  keep them);
+* ``buffers``: state that is not learned but belongs to the model (running statistics): saved and
+  restored with the parameters, never touched by an optimiser (``{}`` for most layers);
 * ``train()`` / ``eval()`` and the ``training`` flag (only dropout behaves differently).
 
 Layers never write into ``x`` or ``dy``, keep the floating dtype they are given (float32 or float64; the
@@ -30,6 +36,7 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, Array] = {}
         self.grads: dict[str, Array] = {}
+        self.buffers: dict[str, Array] = {}
         self.training = True
         self.name = type(self).__name__
 
@@ -37,7 +44,7 @@ class Layer:
     def forward(self, x: Array) -> Array:
         raise NotImplementedError
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         raise NotImplementedError
 
     def __call__(self, x: Array) -> Array:
@@ -59,6 +66,9 @@ class Layer:
             raise LayerInputError(f"{self.name}: dtype must be float32 or float64, got {dtype}")
         for key, value in self.params.items():
             self.params[key] = value.astype(dtype, copy=False)
+        for key, value in self.buffers.items():
+            if value.dtype.kind == "f":
+                self.buffers[key] = value.astype(dtype, copy=False)
         self.grads = {}
         return self
 

@@ -56,6 +56,10 @@ class Sequential(Layer):
     def grads(self) -> dict[str, Array]:  # type: ignore[override]
         return {f"{key}.{name}": value for key, layer in self.children.items() for name, value in layer.grads.items()}
 
+    @property
+    def buffers(self) -> dict[str, Array]:  # type: ignore[override]
+        return {f"{key}.{name}": value for key, layer in self.children.items() for name, value in layer.buffers.items()}
+
     def __getitem__(self, key: int | str) -> Layer:
         if isinstance(key, int):
             return list(self.children.values())[key]
@@ -81,9 +85,11 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy: Array) -> Array:
-        for layer in reversed(self.children.values()):
-            dy = layer.backward(dy)
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
+        """Backpropagate through every child, last first; ``need_input_grad=False`` is passed to the first child."""
+        layers = list(self.children.values())
+        for index in range(len(layers) - 1, -1, -1):
+            dy = layers[index].backward(dy, need_input_grad=need_input_grad or index > 0)
         return dy
 
     def train(self, mode: bool = True) -> Sequential:
@@ -110,19 +116,23 @@ class Sequential(Layer):
         return "Sequential(\n" + "\n".join(lines) + "\n)"
 
     # -- weights in and out, as host NumPy arrays -----------------------------------------------------------
+    def state(self) -> dict[str, Array]:
+        """Every parameter and buffer (on the device, not copied), keyed by its dotted name."""
+        return {**self.params, **self.buffers}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter as a host NumPy array (a copy), keyed by its dotted name."""
-        return {name: np.array(backend.to_numpy(value)) for name, value in self.params.items()}
+        """Every parameter and buffer as a host NumPy array (a copy), keyed by its dotted name."""
+        return {name: np.array(backend.to_numpy(value)) for name, value in self.state().items()}
 
     def load_state_dict(self, state: dict[str, Any], source: str = "state dict") -> None:
-        """Copy ``state`` into the parameters in place (the optimiser keeps its references).
+        """Copy ``state`` into the parameters and buffers in place (the optimiser keeps its references).
 
         Raises :class:`~minialex.errors.CheckpointError` listing every missing, unexpected and mis-shaped
         tensor, before anything is copied.
         """
-        params = self.params
-        report = mismatch_report(*shape_mismatches(params, {k: np.asarray(v) for k, v in state.items()}))
+        targets = self.state()
+        report = mismatch_report(*shape_mismatches(targets, {k: np.asarray(v) for k, v in state.items()}))
         if report:
             raise CheckpointError(f"{source} does not fit this model: {report}")
-        for name, value in params.items():
+        for name, value in targets.items():
             value[...] = backend.asarray(state[name], dtype=value.dtype)

@@ -66,12 +66,9 @@ class Conv2d(Layer):
     The weights start as He-normal, N(0, 2 / fan_in) with fan_in = C_in/G·KH·KW, and the bias as 0;
     the AlexNet builders in :mod:`minialex.models` apply the paper's initialisation instead.
 
-    Attributes
-    ----------
-    needs_input_grad : bool, default True
-        Set it to False on a network's first layer, whose input is the data: backward then computes only
-        dL/dW and dL/db and returns None, skipping the dcols GEMM and col2im (as PyTorch does for an input
-        that does not require grad; for AlexNet's conv1 that is about a tenth of the backward pass).
+    ``backward(dy, need_input_grad=False)`` (a network's first layer, whose input is the data) computes only
+    dL/dW and dL/db and returns None, skipping the dcols GEMM and col2im, as PyTorch does for an input that
+    does not require grad.
     """
 
     def __init__(
@@ -107,7 +104,6 @@ class Conv2d(Layer):
         if bias:
             self.params["bias"] = xp.zeros(out_channels, dtype=dtype)
         self._x: Array | None = None
-        self.needs_input_grad = True
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -169,7 +165,7 @@ class Conv2d(Layer):
         # (C_out, N, OH, OW) in memory, seen as (N, C_out, OH, OW): no transpose copy is needed.
         return out.reshape(c_out, n, oh, ow).transpose(1, 0, 2, 3)
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._x)
         x, weight = self._x, self.params["weight"]
         n, c_out, oh, ow = self.output_shape(x.shape)
@@ -179,7 +175,7 @@ class Conv2d(Layer):
         dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
         w_t = weight.reshape(g, c_out // g, k // g).transpose(0, 2, 1)
         dw_t = xp.zeros((g, k // g, c_out // g), dtype=x.dtype)  # dWᵀ, accumulated over the chunks
-        want_dx = self.needs_input_grad
+        want_dx = need_input_grad
         if want_dx:
             dxpad = xp.zeros((self.in_channels, n, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
         step = self.batch_chunk(x.shape, x.dtype.itemsize)

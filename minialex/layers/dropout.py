@@ -48,7 +48,7 @@ class Dropout(Layer):
         self._mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self._mask
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._shape)
         self._check_grad(dy, self._shape, self._dtype)
         return dy.copy() if self._mask is None else dy * self._mask

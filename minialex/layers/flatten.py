@@ -28,7 +28,7 @@ class Flatten(Layer):
         self._shape, self._dtype = tuple(x.shape), x.dtype
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._shape)
         n = self._shape[0]
         self._check_grad(dy, (n, math.prod(self._shape[1:])), self._dtype)

@@ -58,7 +58,7 @@ class Linear(Layer):
             y += self.params["bias"]
         return y
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._x)
         x = self._x
         self._check_grad(dy, (x.shape[0], self.out_features), x.dtype)
@@ -70,4 +70,6 @@ class Linear(Layer):
         self.grads["weight"] = xp.matmul(dy.T, x, out=grad)
         if "bias" in self.params:
             self.grads["bias"] = dy.sum(axis=0)
+        if not need_input_grad:
+            return None
         return (self.params["weight"].T @ dy.T).T  # dY W, in the faster orientation (see forward)

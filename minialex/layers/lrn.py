@@ -108,7 +108,7 @@ class LocalResponseNorm(Layer):
         self._cache = (x, scale, power)  # y = x · power is recomputed in backward rather than kept
         return y
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._cache)
         x, scale, power = self._cache
         self._check_grad(dy, x.shape, x.dtype)

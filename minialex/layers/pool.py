@@ -113,7 +113,7 @@ class MaxPool2d(Layer):
         self._cache = (argmax, tuple(x.shape), x.dtype)
         return y
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._cache)
         argmax, x_shape, dtype = self._cache
         self._check_grad(dy, argmax.shape, dtype)

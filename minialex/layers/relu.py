@@ -26,7 +26,7 @@ class ReLU(Layer):
         self._mask, self._dtype = x > 0, x.dtype
         return xp.maximum(x, x.dtype.type(0))  # NaN stays NaN, as in PyTorch
 
-    def backward(self, dy: Array) -> Array:
+    def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         self._require_forward(self._mask)
         self._check_grad(dy, self._mask.shape, self._dtype)
         return dy * self._mask

@@ -186,8 +186,6 @@ class Trainer:
         self.model: AlexNet = alexnet(
             cfg.model, num_classes=len(self.classes), in_channels=image_shape[0], init=cfg.init, dtype=cfg.dtype
         )
-        # The images need no gradient: conv1 skips dL/dx (a GEMM and col2im), as PyTorch does for its data.
-        self.model["conv1"].needs_input_grad = False
         pca = None
         if cfg.augment and image_shape[0] == 3:
             from minialex.data import rgb_pca
@@ -363,7 +361,7 @@ class Trainer:
         loss = float(self.loss_fn.forward(logits, y))
         if not math.isfinite(loss):
             raise self._diverged(f"the loss became {loss}", epoch, step)
-        self.model.backward(self.loss_fn.backward())
+        self.model.backward(self.loss_fn.backward(), need_input_grad=False)  # the images need no gradient
         bad = _grads_finite(self.model.grads)
         if bad is not None:
             raise self._diverged(f"the gradient of {bad} became NaN or infinite", epoch, step)
