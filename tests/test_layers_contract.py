@@ -359,6 +359,7 @@ def test_macs_by_hand():
     assert Linear(6, 4).macs((3, 6)) == 3 * 6 * 4
     for layer in (ReLU(), LocalResponseNorm(), MaxPool2d(), Dropout(), Flatten()):
         assert layer.macs((2, 3, 9, 9)) == 0, layer
+    assert Conv2d(3, 4, np.int64(3), stride=(np.int32(2), 1)).kernel_size == (3, 3)  # NumPy integers are integers
     net = _small_net()
     assert net.macs((2, 2, 9, 9)) == net["conv"].macs((2, 2, 9, 9)) + 2 * 64 * 6 + 2 * 6 * 3
     assert net.output_shape((2, 2, 9, 9)) == (2, 3)

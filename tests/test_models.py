@@ -386,8 +386,12 @@ def test_models_report_their_output_shape_and_macs(big_models, variant):
     assert model.macs((1, *model.input_shape)) == macs
     if variant in MACS:
         assert macs == MACS[variant]
-    with pytest.raises(LayerInputError, match=r"Conv2d 'conv1': expected \d input channels, got 7"):
+    with pytest.raises(LayerInputError, match=r"AlexNet '\w+': expected images of shape \(N, \d, \d+, \d+\), got \(1, 7,"):
         model.output_shape((1, 7, *model.input_shape[1:]))
+    with pytest.raises(LayerInputError, match="a shape must be a tuple of non-negative ints"):
+        model.output_shape((1, "3", 4, 4))
+    first = model["conv1"]  # one layer alone has the same protocol as the model
+    assert layer_table(first, model.input_shape)[0].macs == first.macs((1, *model.input_shape))
 
 
 def test_the_summary_folds_over_any_layer_with_the_shape_protocol():

@@ -121,9 +121,13 @@ class InputChecks:
 
     def _saved_for_backward(self) -> tuple:
         """What the last ``forward`` kept for the backward pass (``self._saved``), or an error if none ran."""
-        if self._saved is None:
-            raise LayerInputError(f"{self.name}: backward called before forward")
+        self._require_forward(self._saved)
         return self._saved
+
+    def _require_forward(self, cached: Any) -> None:
+        """The "backward called before forward" error when ``cached`` is None (prefer :meth:`_saved_for_backward`)."""
+        if cached is None:
+            raise LayerInputError(f"{self.name}: backward called before forward")
 
 
 class Layer(InputChecks):

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minialex import validate
 from minialex._engine import parallel
 from minialex._engine.workspace import scratch
@@ -48,7 +50,7 @@ def pair(value: IntPair, what: str = "value", low: int = 0) -> tuple[int, int]:
     else:
         a = b = value
     for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise LayerInputError(f"{what} must be an int or a pair of ints, got {value!r}")
     owner, colon, name = what.rpartition(": ")  # "Conv2d: stride" -> "Conv2d: each entry of stride=(0, 0)"
     for v in (a, b):

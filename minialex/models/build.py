@@ -121,15 +121,23 @@ class AlexNet(Sequential):
         self.config = dict(config)
         self.name = f"AlexNet '{variant}'"
 
+    def _check_images(self, shape: Any) -> None:
+        if len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
+            raise LayerInputError(
+                f"{self.name}: expected images of shape (N, {', '.join(map(str, self.input_shape))}), got "
+                f"{tuple(shape)}; resize the images or build the model with alexnet({self.variant!r}, "
+                "in_channels=..., image_size=...)"
+            )
+
     def forward(self, x: Any) -> Any:
         """Logits (N, num_classes) for images ``x`` of shape (N, *input_shape)."""
-        if getattr(x, "ndim", None) != 4 or tuple(x.shape[1:]) != self.input_shape:
-            shape = tuple(getattr(x, "shape", ()))
-            raise LayerInputError(
-                f"{self.name}: expected images of shape (N, {', '.join(map(str, self.input_shape))}), got {shape}; "
-                f"resize the images or build the model with alexnet({self.variant!r}, in_channels=..., image_size=...)"
-            )
+        self._check_images(tuple(getattr(x, "shape", ())))
         return super().forward(x)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, num_classes) for images of shape (N, *input_shape); other shapes are rejected as by :meth:`forward`."""
+        self._check_images(self._check_shape(input_shape))
+        return super().output_shape(input_shape)
 
     def summary(self, input_shape: tuple[int, int, int] | None = None) -> str:
         """Each layer's output shape, parameter count, MACs and FLOPs for one image, with totals.

@@ -38,13 +38,15 @@ class LayerRow:
 
 
 def layer_table(model: Any, input_shape: Shape) -> list[LayerRow]:
-    """One :class:`LayerRow` per leaf layer of ``model`` (a ``Sequential``) for one image of ``input_shape``.
+    """One :class:`LayerRow` per leaf layer of ``model`` (a ``Sequential``, or a single layer) for one image of
+    ``input_shape`` (the shape without the batch axis).
 
     A shape a layer cannot take raises :class:`~minialex.errors.LayerInputError` naming that layer.
     """
     shape = (1, *input_shape)  # the layers' shapes include the batch axis
     rows = []
-    for name, layer in model.named_layers():
+    named = model.named_layers() if hasattr(model, "named_layers") else [(model.name, model)]
+    for name, layer in named:
         macs = layer.macs(shape)
         shape = layer.output_shape(shape)
         params = sum(int(v.size) for v in layer.params.values())
