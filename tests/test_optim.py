@@ -296,6 +296,19 @@ def test_step_before_backward():
         SGD(_net()).step()
 
 
+def test_a_step_with_a_missing_gradient_changes_nothing():
+    model = _net()
+    before = _host(model)
+    grads = _gradient_sequence(model, 1)[0]
+    _set_grads(model, grads)
+    model["fc2"].grads = {"weight": model["fc2"].grads["weight"]}  # the last parameter, fc2.bias, has none
+    opt = SGD(model)
+    with pytest.raises(LayerInputError, match=r"no gradient for 'fc2\.bias'"):
+        opt.step()
+    after = _host(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before) and opt.steps == 0
+
+
 def test_velocity_follows_a_dtype_change():
     model = _net(np.float32)
     opt = SGD(model)

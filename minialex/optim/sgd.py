@@ -167,10 +167,7 @@ class SGD:
         gradients ``step`` used are gone after the next ``model.backward``. Copy them to keep them.
         """
         params, grads = self.model.params, self.model.grads
-        mu = self.momentum
-        if self.velocity_follows_lr and self.velocity_lr is not None and self.velocity_lr != self._lr:
-            mu *= self._lr / self.velocity_lr  # v ← v · ε_new/ε_old, folded into this step's momentum
-        for name, w in params.items():
+        for name, w in params.items():  # every check before any update: a step is applied whole or not at all
             g = grads.get(name)
             if g is None:
                 raise LayerInputError(f"SGD: no gradient for {name!r}; call model.backward before optimizer.step")
@@ -184,10 +181,15 @@ class SGD:
                     f"SGD: the model's parameter {name!r} {tuple(w.shape)} has no matching velocity; the model "
                     "changed after the optimiser was made (call zero_state() or make a new SGD)"
                 )
+        mu = self.momentum
+        if self.velocity_follows_lr and self.velocity_lr is not None and self.velocity_lr != self._lr:
+            mu *= self._lr / self.velocity_lr  # v ← v · ε_new/ε_old, folded into this step's momentum
+        for name, w in params.items():
+            v = self.velocity[name]
             if v.dtype != w.dtype:  # the model was cast with astype(): follow it
                 v = self.velocity[name] = v.astype(w.dtype)
             decay = self.weight_decay * self._lr if self.decays(name) else 0.0
-            self._update(w, v, g, mu, decay, self._lr)
+            self._update(w, v, grads[name], mu, decay, self._lr)
         self.velocity_lr = self._lr
         self.steps += 1
 
