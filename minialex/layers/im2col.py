@@ -24,7 +24,8 @@ It is computed with one strided slice-add per kernel offset (i, j): within one o
 position maps to a different input pixel, so a slice never repeats an index and ``+=`` is exact (no
 unbuffered scatter-add, ``ufunc.at``, is needed).
 
-Both functions work on NumPy and CuPy arrays alike, and on non-contiguous input.
+Both functions work on NumPy and CuPy arrays alike, and on non-contiguous input. Their one-element-at-a-time
+versions are :func:`minialex.reference.im2col` and :func:`minialex.reference.col2im`.
 """
 
 from __future__ import annotations

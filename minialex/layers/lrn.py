@@ -27,7 +27,9 @@ so, with g = dL/db::
 
 and g_i · a_i · s_i^(−beta−1) = g_i · b_i / s_i. The set {i : m ∈ W(i)} is the window mirrored:
 [m − ⌊(n−1)/2⌋, m + ⌊n/2⌋], the same window when n is odd. Both sums are done as n shifted slice-adds
-over the channel axis: no loops over pixels, no cumulative sums (which lose precision in float32).
+over the channel axis: no loops over pixels, no cumulative sums (which lose precision in float32). The
+formula and its derivative written literally, channel by channel, are :func:`minialex.reference.lrn_forward`
+and :func:`~minialex.reference.lrn_backward`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ NaN and takes the window's gradient (the last NaN in row-major order, if there a
 differs: in a window of nothing but −inf and padding, the first entry wins, and if that is padding the
 window's gradient is dropped (PyTorch gives it to the first real −inf). The NaN rule costs one check of the
 whole output per forward (a single reduction, and on a GPU a single synchronisation), and a second pass
-over the offsets only when a NaN is there.
+over the offsets only when a NaN is there. The window-by-window loop version is
+:func:`minialex.reference.maxpool2d_forward` / :func:`~minialex.reference.maxpool2d_backward`.
 """
 
 from __future__ import annotations
