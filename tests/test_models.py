@@ -386,7 +386,8 @@ def test_models_report_their_output_shape_and_macs(big_models, variant):
     assert model.macs((1, *model.input_shape)) == macs
     if variant in MACS:
         assert macs == MACS[variant]
-    with pytest.raises(LayerInputError, match=r"AlexNet '\w+': expected images of shape \(N, \d, \d+, \d+\), got \(1, 7,"):
+    expected = r"AlexNet '\w+': expected images of shape \(N, \d, \d+, \d+\), got \(1, 7,"
+    with pytest.raises(LayerInputError, match=expected):
         model.output_shape((1, 7, *model.input_shape[1:]))
     with pytest.raises(LayerInputError, match="a shape must be a tuple of non-negative ints"):
         model.output_shape((1, "3", 4, 4))

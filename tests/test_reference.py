@@ -76,7 +76,9 @@ def test_reference_maxpool_backward_routes_each_window_to_its_winner():
     np.testing.assert_array_equal(dx[0, 0], [[0.0, 3.0, 0.0], [0.0, 0.0, 0.0], [4.0, 0.0, 8.0]])  # 1 + 2 overlap
 
 
-@pytest.mark.parametrize(("shape", "kernel", "stride", "padding"), [((2, 2, 5, 6), 3, 2, 1), ((1, 3, 7, 4), (3, 2), 1, (1, 0))])
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "padding"), [((2, 2, 5, 6), 3, 2, 1), ((1, 3, 7, 4), (3, 2), 1, (1, 0))]
+)
 def test_reference_col2im_is_the_adjoint_of_reference_im2col(shape, kernel, stride, padding):
     x = _rng(3).standard_normal(shape)
     cols_x = reference.im2col(x, kernel, stride, padding)

@@ -25,8 +25,8 @@ Backward. With dY = dL/dy as a (C_out, N*OH*OW) matrix and y = W @ cols + b:
   several overlapping windows collects the gradient of each.
 
 Each group does the same with its own blocks. The same convolution written as plain loops over every
-output, forward and backward, is :func:`minialex.reference.conv2d_forward` / :func:`~minialex.reference.conv2d_backward`:
-the ground truth the tests hold this layer to.
+output, forward and backward, is :func:`minialex.reference.conv2d_forward` and
+:func:`~minialex.reference.conv2d_backward`: the ground truth the tests hold this layer to.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        self.p = validate.number(p, "Dropout: p (the drop probability)", low=0.0, high=1.0, high_open=True, error=LayerInputError)
+        what = "Dropout: p (the drop probability)"
+        self.p = validate.number(p, what, low=0.0, high=1.0, high_open=True, error=LayerInputError)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -183,8 +183,12 @@ def alexnet(
         in_channels = validate.integer(in_channels, "alexnet: in_channels", low=1)
     defaults = variant_defaults(variant, in_channels)
     c = defaults["in_channels"]
-    size = defaults["image_size"] if image_size is None else validate.integer(image_size, "alexnet: image_size", low=1)
-    classes = defaults["num_classes"] if num_classes is None else validate.integer(num_classes, "alexnet: num_classes", low=1)
+    if image_size is not None:
+        image_size = validate.integer(image_size, "alexnet: image_size", low=1)
+    if num_classes is not None:
+        num_classes = validate.integer(num_classes, "alexnet: num_classes", low=1)
+    size = defaults["image_size"] if image_size is None else image_size
+    classes = defaults["num_classes"] if num_classes is None else num_classes
     init = validate.choice(defaults["init"] if init is None else init, "alexnet: init", INITS)
     try:
         dtype = float_dtype(dtype, "alexnet").type

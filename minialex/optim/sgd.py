@@ -253,7 +253,9 @@ class SGD:
             "momentum": check_momentum(state["momentum"], f"{source}: momentum", err),
             "weight_decay": validate.number(state["weight_decay"], f"{source}: weight_decay", low=0.0, error=err),
             "decay_biases": validate.flag(state["decay_biases"], f"{source}: decay_biases", error=err),
-            "velocity_follows_lr": validate.flag(state["velocity_follows_lr"], f"{source}: velocity_follows_lr", error=err),
+            "velocity_follows_lr": validate.flag(
+                state["velocity_follows_lr"], f"{source}: velocity_follows_lr", error=err
+            ),
             "velocity_lr": None if velocity_lr is None else check_lr(velocity_lr, f"{source}: velocity_lr", err),
             "steps": validate.integer(state["steps"], f"{source}: steps", low=0, error=err),
         }

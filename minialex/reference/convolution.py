@@ -92,8 +92,9 @@ def col2im(
     (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size), pair(stride), pair(padding)
     n, c, h, w = x_shape
     oh, ow = output_size(h, kh, sh, ph, "reference.col2im"), output_size(w, kw, sw, pw, "reference.col2im")
-    if cols.shape != (c * kh * kw, n * oh * ow):
-        raise LayerInputError(f"reference.col2im: expected cols of shape {(c * kh * kw, n * oh * ow)}, got {cols.shape}")
+    expected = (c * kh * kw, n * oh * ow)
+    if cols.shape != expected:
+        raise LayerInputError(f"reference.col2im: expected cols of shape {expected}, got {cols.shape}")
     dx = np.zeros(x_shape, dtype=cols.dtype)
     for row, col, ci, i, j, ni, a, b in entries(c, kh, kw, n, oh, ow):
         r, s = a * sh + i - ph, b * sw + j - pw  # the pixel of x this entry was copied from
