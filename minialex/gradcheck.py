@@ -51,13 +51,14 @@ def numerical_gradient(f: Callable[[], float], x: Array, h: float = 1e-6) -> Arr
     """Central differences of the scalar ``f()`` with respect to every entry of ``x``.
 
     ``x`` is perturbed in place, one entry at a time, and restored exactly; ``f`` must read it.
-    Returns an array of ``x``'s shape and dtype.
+    Returns an array of ``x``'s shape and dtype, on ``x``'s device: a host NumPy ``x`` (the input of a
+    :mod:`minialex.reference` function, say) gives a host gradient whatever the backend.
     """
     if x.dtype != np.float64:
         raise LayerInputError(f"numerical_gradient: use float64 arrays (got {x.dtype}); float32 differences are noise")
     if not x.flags.c_contiguous:
         raise LayerInputError("numerical_gradient: x must be C-contiguous so that it can be perturbed in place")
-    grad = xp.zeros_like(x)
+    grad = np.zeros_like(x) if isinstance(x, np.ndarray) else xp.zeros_like(x)
     flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # views of x and grad
     for i in range(x.size):
         old = float(flat_x[i])

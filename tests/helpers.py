@@ -1,10 +1,9 @@
-"""Test-only helpers: backend conversion, a relative difference, naive loop references and shared grids.
+"""Test-only helpers: backend conversion, a relative difference and shared grids.
 
 Every test builds its data on the host with NumPy and moves it to the active backend with :func:`dev`;
 results come back with :func:`host`. The suite therefore runs unchanged under ``MINIALEX_BACKEND=cupy``.
 
-The naive references below are written as plainly as possible (explicit loops over every index) so that
-they are obviously right; they are only ever run on tiny shapes.
+The naive loop references the layers are tested against live in the package, :mod:`minialex.reference`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from minialex.gradcheck import tie_free as _tie_free
 
 Array = Any
 
-# The bound the issue sets for every float64 finite-difference check.
+# The bound for every float64 finite-difference check (relative error per array).
 GRADCHECK_BOUND = 1e-6
-# Agreement with PyTorch on identical weights (issue 3, "Independent cross-check").
+# Agreement with PyTorch on identical weights.
 TORCH_BOUND = {np.float64: 1e-10, np.float32: 1e-4}
 
 
@@ -38,7 +37,7 @@ RUN_DIRECTORY_FILES = frozenset(
         "confusion_matrix.png",
     }
 )
-"""What a finished ``minialex train`` leaves in its run directory (issue 4)."""
+"""What a finished ``minialex train`` leaves in its run directory."""
 
 
 def host(a: Array) -> np.ndarray:
@@ -80,125 +79,6 @@ def randomize_bias(layer: Any, seed: int = 7) -> None:
         layer.params["bias"] = randn(b.shape, seed, b.dtype) * 0.1
 
 
-def pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-# -- naive references ----------------------------------------------------------------------------------------
-
-
-def naive_im2col(x: np.ndarray, kernel: Any, stride: Any, padding: Any) -> np.ndarray:
-    """``cols[(c, i, j), (n, oh, ow)] = xpad[n, c, oh*sh + i, ow*sw + j]``, one element at a time."""
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
-    n, c, h, w = x.shape
-    xpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    xpad[:, :, ph : ph + h, pw : pw + w] = x
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                for ni in range(n):
-                    for a in range(oh):
-                        for b in range(ow):
-                            cols[(ci * kh + i) * kw + j, (ni * oh + a) * ow + b] = xpad[ni, ci, a * sh + i, b * sw + j]
-    return cols
-
-
-def naive_col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any) -> np.ndarray:
-    """Scatter-add every column entry back to the pixel it came from, one element at a time."""
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
-    n, c, h, w = x_shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    dx = np.zeros(x_shape, dtype=cols.dtype)
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                for ni in range(n):
-                    for a in range(oh):
-                        for b in range(ow):
-                            r, s = a * sh + i - ph, b * sw + j - pw
-                            if 0 <= r < h and 0 <= s < w:
-                                dx[ni, ci, r, s] += cols[(ci * kh + i) * kw + j, (ni * oh + a) * ow + b]
-    return dx
-
-
-def naive_conv2d(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Any, padding: Any, groups: int
-) -> np.ndarray:
-    """Direct cross-correlation: every output is the sum over its window and its group's channels."""
-    (sh, sw), (ph, pw) = pair(stride), pair(padding)
-    n, c_in, h, w = x.shape
-    c_out, cg, kh, kw = weight.shape
-    xpad = np.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    xpad[:, :, ph : ph + h, pw : pw + w] = x
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    y = np.zeros((n, c_out, oh, ow), dtype=x.dtype)
-    per_group = c_out // groups
-    for o in range(c_out):
-        g = o // per_group
-        for a in range(oh):
-            for b in range(ow):
-                window = xpad[:, g * cg : (g + 1) * cg, a * sh : a * sh + kh, b * sw : b * sw + kw]
-                y[:, o, a, b] = (window * weight[o]).sum(axis=(1, 2, 3))
-        if bias is not None:
-            y[:, o] += bias[o]
-    return y
-
-
-def naive_lrn(x: np.ndarray, size: int, alpha: float, beta: float, k: float) -> np.ndarray:
-    """The paper's formula, b_i = a_i / (k + alpha Σ_{j ∈ W(i)} a_j²)^beta, channel by channel.
-
-    W(i) = [max(0, i − ⌊n/2⌋), min(C−1, i + ⌊(n−1)/2⌋)]: symmetric for odd n; for even n the extra
-    channel is before i, as in PyTorch.
-    """
-    c = x.shape[1]
-    y = np.empty_like(x)
-    for i in range(c):
-        lo, hi = max(0, i - size // 2), min(c - 1, i + (size - 1) // 2)
-        s = k + alpha * (x[:, lo : hi + 1] ** 2).sum(axis=1)
-        y[:, i] = x[:, i] / s**beta
-    return y
-
-
-def naive_maxpool(x: np.ndarray, kernel: Any, stride: Any, padding: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Max over each window (padding = −inf) and the backward routing matrix for ``dy = 1`` per window.
-
-    Returns ``(y, winners)`` where ``winners[n, c, oh, ow] = (row, col)`` of the first maximum in row-major
-    window order, in unpadded input coordinates.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
-    n, c, h, w = x.shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    winners = np.empty((n, c, oh, ow, 2), dtype=np.int64)
-    for ni in range(n):
-        for ci in range(c):
-            for a in range(oh):
-                for b in range(ow):
-                    best, where = -np.inf, None
-                    for i in range(kh):
-                        for j in range(kw):
-                            r, s = a * sh + i - ph, b * sw + j - pw
-                            if 0 <= r < h and 0 <= s < w and (where is None or x[ni, ci, r, s] > best):
-                                best, where = x[ni, ci, r, s], (r, s)
-                    y[ni, ci, a, b], winners[ni, ci, a, b] = best, where
-    return y, winners
-
-
-def naive_maxpool_backward(dy: np.ndarray, winners: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
-    """Each window's gradient added (``+=``) to its winner."""
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    n, c, oh, ow = dy.shape
-    for ni in range(n):
-        for ci in range(c):
-            for a in range(oh):
-                for b in range(ow):
-                    r, s = winners[ni, ci, a, b]
-                    dx[ni, ci, r, s] += dy[ni, ci, a, b]
-    return dx
-
-
 # -- shared grids ----------------------------------------------------------------------------------------------
 
 
@@ -216,6 +96,10 @@ class ConvCase:
     padding: int | tuple[int, int] = 0
     groups: int = 1
     bias: bool = True
+
+    @property
+    def kernel_pair(self) -> tuple[int, int]:
+        return (self.kernel, self.kernel) if isinstance(self.kernel, int) else tuple(self.kernel)
 
     @property
     def id(self) -> str:

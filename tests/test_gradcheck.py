@@ -111,7 +111,7 @@ class AssigningMaxPool(MaxPool2d):
     """Writes each offset's gradient with ``=`` instead of ``+=``: right only when windows do not overlap."""
 
     def backward(self, dy, need_input_grad=True):
-        argmax, x_shape, _ = self._cache
+        argmax, x_shape, _ = self._saved
         n, c, h, w = x_shape
         _, _, oh, ow = argmax.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
@@ -126,7 +126,7 @@ class UnmirroredLRN(LocalResponseNorm):
     """Sums the backward over W(m) instead of {i : m ∈ W(i)}: the same set for odd sizes, wrong for even ones."""
 
     def backward(self, dy, need_input_grad=True):
-        x, scale, power = self._cache[:3]
+        x, scale, power = self._saved
         y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._before, self._after) * x * (2.0 * self.alpha * self.beta)
         return dy * power - u
@@ -136,7 +136,7 @@ class ForgetfulLRN(LocalResponseNorm):
     """Drops the factor 2 of d(a²)/da."""
 
     def backward(self, dy, need_input_grad=True):
-        x, scale, power = self._cache[:3]
+        x, scale, power = self._saved
         y = x * power  # the layer keeps x, s and s^(−beta), not its output
         u = channel_window_sum(dy * y / scale, self._after, self._before) * x * (self.alpha * self.beta)
         return dy * power - u

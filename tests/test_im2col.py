@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import dev, host, naive_col2im, naive_conv2d, naive_im2col, rel_diff
+from helpers import dev, host, rel_diff
 
+from minialex import reference
 from minialex.errors import LayerInputError
 from minialex.layers import Conv2d, col2im, conv_output_size, im2col
 
@@ -33,19 +34,19 @@ def _x(shape: tuple[int, ...], seed: int = 0, dtype=np.float64) -> np.ndarray:
 def test_im2col_matches_naive_loops(shape, kernel, stride, padding):
     x = _x(shape)
     cols = im2col(dev(x), kernel, stride, padding)
-    expected = naive_im2col(x, kernel, stride, padding)
+    expected = reference.im2col(x, kernel, stride, padding)
     assert cols.shape == expected.shape
     np.testing.assert_array_equal(host(cols), expected)  # a pure copy: exact
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride", "padding"), SHAPES, ids=IDS)
 def test_col2im_matches_naive_scatter_add(shape, kernel, stride, padding):
-    expected_cols_shape = naive_im2col(np.zeros(shape), kernel, stride, padding).shape
+    expected_cols_shape = reference.im2col(np.zeros(shape), kernel, stride, padding).shape
     cols = _x(expected_cols_shape, seed=1)
     dx = col2im(dev(cols), shape, kernel, stride, padding)
     assert dx.shape == shape
     # Overlapping windows add several floats per pixel, possibly in another order than the loop: 1e-14.
-    assert rel_diff(dx, naive_col2im(cols, shape, kernel, stride, padding)) <= 1e-14
+    assert rel_diff(dx, reference.col2im(cols, shape, kernel, stride, padding)) <= 1e-14
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride", "padding"), SHAPES, ids=IDS)
@@ -148,7 +149,7 @@ def test_conv_forward_matches_direct_convolution(shape, c_out, kernel, stride, p
     conv.params["bias"] = dev(np.linspace(-1.0, 1.0, c_out))
     x = _x(shape)
     y = conv.forward(dev(x))
-    expected = naive_conv2d(x, host(conv.params["weight"]), host(conv.params["bias"]), stride, padding, groups)
+    expected = reference.conv2d_forward(x, conv.params["weight"], conv.params["bias"], stride, padding, groups)
     assert y.shape == expected.shape
     assert rel_diff(y, expected) <= 1e-13
 
@@ -159,5 +160,5 @@ def test_conv1_on_224_pixels_does_not_need_tiling():
     x = _x((1, 3, 224, 224))
     y = conv.forward(dev(x))
     assert y.shape == (1, 2, 54, 54)
-    expected = naive_conv2d(x, host(conv.params["weight"]), None, 4, 0, 1)
+    expected = reference.conv2d_forward(x, conv.params["weight"], None, 4, 0, 1)
     assert rel_diff(y, expected) <= 1e-13

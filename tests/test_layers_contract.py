@@ -1,9 +1,11 @@
 """The layer contract, one test body per rule, parametrised over every layer.
 
-Rules (issue 3): layers never write into ``x`` or ``dy``; accept non-contiguous inputs with the same result;
-keep float32 as float32 and float64 as float64, gradients included; ``backward`` overwrites ``grads``; bad input
+Rules: layers never write into ``x`` or ``dy``; accept non-contiguous inputs with the same result; keep
+float32 as float32 and float64 as float64, gradients included; ``backward`` overwrites ``grads``; bad input
 raises :class:`~minialex.errors.LayerInputError` (a ``ValueError``) naming the layer, the expected and the
-actual value. Then Sequential's naming, modes and state dicts, and Dropout's statistics.
+actual value; ``output_shape`` and ``macs`` agree with what ``forward`` does and reject the same shapes. The
+loss follows the same rules through its own protocol. Then Sequential's naming, modes and state dicts, and
+Dropout's statistics.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from minialex.layers import (
     Layer,
     Linear,
     LocalResponseNorm,
+    Loss,
     MaxPool2d,
     ReLU,
     Sequential,
@@ -80,8 +83,18 @@ LABELS = np.array([0, 6, 3, 1, 2])
 
 
 def make(case: Case, dtype: Any = np.float64) -> tuple[Layer, Any]:
-    layer = case.build().astype(dtype)
+    layer = case.build() if case.is_loss else case.build().astype(dtype)
     return layer, tie_free(case.shape, seed=1, dtype=dtype)
+
+
+def params_of(layer: Any) -> dict[str, Any]:
+    """A layer's parameters; a loss has none."""
+    return {} if isinstance(layer, Loss) else layer.params
+
+
+def grads_of(layer: Any) -> dict[str, Any]:
+    """A layer's gradients; a loss has none."""
+    return {} if isinstance(layer, Loss) else layer.grads
 
 
 def forward(case: Case, layer: Layer, x: Any) -> Any:
@@ -101,7 +114,7 @@ def run(case: Case, layer: Layer, x: Any, dy: Any = None) -> tuple[Any, Any, dic
     if dy is None and not case.is_loss:
         dy = randn(tuple(y.shape), seed=2, dtype=y.dtype)
     dx = backward(case, layer, dy)
-    return host(y).copy(), host(dx).copy(), {k: host(v).copy() for k, v in layer.grads.items()}
+    return host(y).copy(), host(dx).copy(), {k: host(v).copy() for k, v in grads_of(layer).items()}
 
 
 # -- inputs untouched, views welcome, dtypes kept --------------------------------------------------------------------
@@ -159,8 +172,9 @@ def test_dtype_in_is_dtype_out(case, dtype):
     y = forward(case, layer, x)
     dx = backward(case, layer, None if case.is_loss else randn(tuple(y.shape), seed=4, dtype=dtype))
     assert y.dtype == dtype and dx.dtype == dtype
-    assert {k: v.dtype for k, v in layer.params.items()} == dict.fromkeys(layer.params, np.dtype(dtype))
-    assert {k: v.dtype for k, v in layer.grads.items()} == dict.fromkeys(layer.params, np.dtype(dtype))
+    params = params_of(layer)
+    assert {k: v.dtype for k, v in params.items()} == dict.fromkeys(params, np.dtype(dtype))
+    assert {k: v.dtype for k, v in grads_of(layer).items()} == dict.fromkeys(params, np.dtype(dtype))
     if case.is_loss:
         assert layer.probs.dtype == dtype
 
@@ -170,14 +184,14 @@ def test_backward_overwrites_grads(case):
     layer, x = make(case)
     _, dx1, grads1 = run(case, layer, x)
     _, dx2, grads2 = run(case, layer, x)  # a second pass must not accumulate into the first one's grads
-    assert set(grads1) == set(layer.params)
+    assert set(grads1) == set(params_of(layer))
     for name, g in grads1.items():
         assert g.shape == tuple(layer.params[name].shape)
         np.testing.assert_array_equal(grads2[name], g)
     np.testing.assert_array_equal(dx2, dx1)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c.id for c in LAYER_CASES])
 def test_train_and_eval_return_the_layer_and_set_the_flag(case):
     layer = case.build()
     assert layer.eval() is layer and layer.training is False
@@ -294,7 +308,7 @@ def test_bad_labels_are_rejected(labels, fragments):
         (lambda: Linear(0, 3), ["Linear", "in_features", "0"]),
         (lambda: MaxPool2d(3, 2, padding=2), ["MaxPool2d", "padding (2, 2)", "half the kernel (3, 3)"]),
         (lambda: LocalResponseNorm(0), ["LocalResponseNorm", "size", "0"]),
-        (lambda: LocalResponseNorm(5, k=0.0), ["LocalResponseNorm", "k > 0", "k=0.0"]),
+        (lambda: LocalResponseNorm(5, k=0.0), ["LocalResponseNorm", "k must be a finite number > 0", "got 0.0"]),
         (lambda: Dropout(1.0), ["Dropout", "[0, 1)", "1.0"]),
         (lambda: Conv2d(3, 4, 3).astype("float16"), ["Conv2d", "float32 or float64", "float16"]),
     ],
@@ -314,6 +328,132 @@ def test_bad_labels_are_rejected(labels, fragments):
 def test_bad_hyper_parameters_are_rejected(build, fragments):
     with raises(*fragments):
         build()
+
+
+# -- shapes and multiply-adds from shapes alone -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c.id for c in LAYER_CASES])
+def test_output_shape_is_the_shape_forward_returns(case):
+    layer, x = make(case)
+    expected = tuple(forward(case, layer, x).shape)
+    assert layer.output_shape(case.shape) == expected
+    assert layer.output_shape(list(case.shape)) == expected  # any sequence of ints
+    assert isinstance(layer.macs(case.shape), int) and layer.macs(case.shape) >= 0
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c.id for c in LAYER_CASES])
+def test_macs_grow_with_the_batch(case):
+    """A forward pass over N images is N passes over one: its multiply-adds are linear in the batch."""
+    layer, _ = make(case)
+    one = (1, *case.shape[1:])
+    assert layer.macs((5, *case.shape[1:])) == 5 * layer.macs(one)
+    assert layer.output_shape((5, *case.shape[1:]))[1:] == layer.output_shape(one)[1:]
+
+
+def test_macs_by_hand():
+    # 2 images, conv 4 -> 6 channels in 2 groups, 3x2 kernel, 4x6 outputs: each output sums 4/2·3·2 = 12 products.
+    conv = Conv2d(4, 6, (3, 2), stride=(2, 1), padding=1, groups=2)
+    assert conv.output_shape((2, 4, 7, 6)) == (2, 6, 4, 7)
+    assert conv.macs((2, 4, 7, 6)) == 2 * 6 * 4 * 7 * 12
+    assert Linear(6, 4).macs((3, 6)) == 3 * 6 * 4
+    for layer in (ReLU(), LocalResponseNorm(), MaxPool2d(), Dropout(), Flatten()):
+        assert layer.macs((2, 3, 9, 9)) == 0, layer
+    assert Conv2d(3, 4, np.int64(3), stride=(np.int32(2), 1)).kernel_size == (3, 3)  # NumPy integers are integers
+    net = _small_net()
+    assert net.macs((2, 2, 9, 9)) == net["conv"].macs((2, 2, 9, 9)) + 2 * 64 * 6 + 2 * 6 * 3
+    assert net.output_shape((2, 2, 9, 9)) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("build", "shape", "fragments"),
+    [b[1:] for b in BAD_INPUTS if b[0] != "softmax-ndim"],
+    ids=[b[0] for b in BAD_INPUTS if b[0] != "softmax-ndim"],
+)
+def test_output_shape_rejects_what_forward_rejects(build, shape, fragments):
+    layer = build()
+    with raises(*fragments):
+        layer.output_shape(shape)
+    with raises(*fragments):
+        layer.macs(shape)
+
+
+@pytest.mark.parametrize(
+    "bad", [(2, 3.5), (2, -1), "abc", None, (True, 3)], ids=["float", "negative", "str", "none", "bool"]
+)
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c.id for c in LAYER_CASES])
+def test_output_shape_rejects_what_is_not_a_shape(case, bad):
+    layer = case.build()
+    with raises(layer.name, "a shape must be a tuple of non-negative ints", repr(bad)):
+        layer.output_shape(bad)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_backward_reads_what_forward_saved_in_one_place(case):
+    """Every layer and the loss keep their backward cache in ``_saved``: None before a forward, then a tuple."""
+    layer, x = make(case)
+    leaves = [leaf for _, leaf in layer.named_layers()] if isinstance(layer, Sequential) else [layer]
+    assert all(leaf._saved is None for leaf in leaves)
+    forward(case, layer, x)
+    assert all(isinstance(leaf._saved, tuple) for leaf in leaves)
+
+
+# -- the loss protocol --------------------------------------------------------------------------------------------------
+
+
+def test_the_loss_has_its_own_protocol():
+    loss = SoftmaxCrossEntropy()
+    assert isinstance(loss, Loss) and not isinstance(loss, Layer)
+    logits = tie_free((4, 3), seed=2)
+    labels = np.array([0, 2, 1, 2])
+    value = loss(logits, labels)
+    assert value.shape == () and value.dtype == np.float64
+    assert float(value) == float(SoftmaxCrossEntropy().forward(logits, dev(labels)))
+    dlogits = host(loss.backward())
+    assert dlogits.shape == (4, 3)
+    np.testing.assert_allclose(host(loss.backward(2.5)), 2.5 * dlogits, rtol=1e-15)
+    np.testing.assert_allclose(host(loss.backward(dev(np.array(2.5)))), 2.5 * dlogits, rtol=1e-15)  # a 0-d array
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[0, 2, 1, 2], np.array([0, 2, 1, 2], np.uint8), np.array([0, 2, 1, 2], np.int32), (0, 2, 1, 2)],
+    ids=["list", "uint8", "int32", "tuple"],
+)
+def test_labels_of_any_integer_kind_from_the_host(labels):
+    logits = tie_free((4, 3), seed=2)
+    expected = float(SoftmaxCrossEntropy().forward(logits, dev(np.array([0, 2, 1, 2]))))
+    assert float(SoftmaxCrossEntropy().forward(logits, labels)) == expected
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_label_checks_are_the_same_on_the_host_and_the_device(on_device):
+    logits = tie_free((4, 3), seed=2)
+
+    def given(a: np.ndarray) -> Any:
+        return dev(a) if on_device else a
+
+    with raises("SoftmaxCrossEntropy", "[0, 3)", "found 3"):
+        SoftmaxCrossEntropy().forward(logits, given(np.array([0, 3, 1, 2])))
+    with raises("SoftmaxCrossEntropy", "[0, 3)", "found -2"):
+        SoftmaxCrossEntropy().forward(logits, given(np.array([0, -2, 1, 2])))
+    with raises("SoftmaxCrossEntropy", "labels must be integers", "bool"):
+        SoftmaxCrossEntropy().forward(logits, given(np.array([True, False, True, True])))
+    with raises("SoftmaxCrossEntropy", "labels of shape (4,)", "got (2, 2)"):
+        SoftmaxCrossEntropy().forward(logits, given(np.zeros((2, 2), np.int64)))
+
+
+@pytest.mark.parametrize("dloss", [np.nan, np.inf, "1.0", None], ids=["nan", "inf", "str", "none"])
+def test_bad_dloss_is_rejected(dloss):
+    loss = SoftmaxCrossEntropy()
+    loss.forward(tie_free((2, 3), seed=1), np.array([0, 1]))
+    with raises("SoftmaxCrossEntropy: dloss", "finite number"):
+        loss.backward(dloss)
+
+
+def test_empty_batch_is_rejected_by_the_loss():
+    with raises("SoftmaxCrossEntropy", "the batch is empty"):
+        SoftmaxCrossEntropy().forward(dev(np.zeros((0, 3))), np.zeros(0, np.int64))
 
 
 @pytest.mark.gpu

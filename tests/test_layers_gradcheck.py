@@ -19,9 +19,6 @@ from helpers import (
     dev,
     host,
     lrn_id,
-    naive_lrn,
-    naive_maxpool,
-    naive_maxpool_backward,
     pool_id,
     rel_diff,
     tie_free,
@@ -30,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minialex
+from minialex import reference
 from minialex.gradcheck import check_layer, check_model, numerical_gradient, rel_error
 from minialex.layers import (
     Conv2d,
@@ -95,7 +93,7 @@ def test_lrn_forward_matches_the_paper_formula(case):
     c, size, alpha, beta, k = case
     x = host(tie_free((2, c, 3, 2), seed=3, scale=2.0))
     y = LocalResponseNorm(size, alpha, beta, k).forward(dev(x))
-    assert rel_diff(y, naive_lrn(x, size, alpha, beta, k)) <= 1e-14
+    assert rel_diff(y, reference.lrn_forward(x, size, alpha, beta, k)) <= 1e-14
 
 
 def test_lrn_window_of_the_paper_by_hand():
@@ -129,7 +127,7 @@ def test_lrn_gradients_other_ranks(shape):
 def test_lrn_gradients_random_configurations(channels, size, alpha, beta, k, n):
     x = tie_free((n, channels, 2, 3), seed=6, scale=1.5)
     layer = LocalResponseNorm(size, alpha, beta, k)
-    assert rel_diff(layer.forward(x), naive_lrn(host(x), size, alpha, beta, k)) <= 1e-13
+    assert rel_diff(layer.forward(x), reference.lrn_forward(host(x), size, alpha, beta, k)) <= 1e-13
     assert_all_within(check_layer(layer, x))
 
 
@@ -144,9 +142,9 @@ def test_maxpool_forward_and_backward_match_naive_loops(case):
     dy = np.random.default_rng(8).standard_normal(dy_shape)
     pool = MaxPool2d(k, s, p)
     y = pool.forward(dev(x))
-    y_ref, winners = naive_maxpool(x, k, s, p)
+    y_ref, winners = reference.maxpool2d_forward(x, k, s, p)
     np.testing.assert_array_equal(host(y), y_ref)
-    assert rel_diff(pool.backward(dev(dy)), naive_maxpool_backward(dy, winners, shape)) <= 1e-15
+    assert rel_diff(pool.backward(dev(dy)), reference.maxpool2d_backward(dy, winners, shape)) <= 1e-15
 
 
 @pytest.mark.parametrize("case", POOL_GRID, ids=[pool_id(c) for c in POOL_GRID])
@@ -170,7 +168,7 @@ def test_maxpool_gradients_random_configurations(kh, kw, sh, sw, data):
     w = data.draw(st.integers(max(1, kw - 2 * pw), 7), label="w")
     x = tie_free((1, 2, h, w), seed=10)
     pool = MaxPool2d((kh, kw), (sh, sw), (ph, pw))
-    y_ref, _ = naive_maxpool(host(x), (kh, kw), (sh, sw), (ph, pw))
+    y_ref, _ = reference.maxpool2d_forward(host(x), (kh, kw), (sh, sw), (ph, pw))
     np.testing.assert_array_equal(host(pool.forward(x)), y_ref)
     assert_all_within(check_layer(pool, x))
 
@@ -246,9 +244,9 @@ def test_tie_rule_on_tie_heavy_inputs_matches_naive_loops(case):
     x = rng.integers(0, 3, shape).astype(np.float64)  # three values: ties everywhere
     dy = 2.0 ** rng.integers(0, 20, MaxPool2d(k, s, p).output_shape(shape))
     pool = MaxPool2d(k, s, p)
-    y_ref, winners = naive_maxpool(x, k, s, p)
+    y_ref, winners = reference.maxpool2d_forward(x, k, s, p)
     np.testing.assert_array_equal(host(pool.forward(dev(x))), y_ref)
-    np.testing.assert_array_equal(host(pool.backward(dev(dy))), naive_maxpool_backward(dy, winners, shape))
+    np.testing.assert_array_equal(host(pool.backward(dev(dy))), reference.maxpool2d_backward(dy, winners, shape))
 
 
 @pytest.mark.parametrize("case", TIE_CONFIGS, ids=[pool_id(c) for c in TIE_CONFIGS])
@@ -266,7 +264,7 @@ def test_tie_rule_matches_torch(case, torch):
     np.testing.assert_array_equal(host(y), yt.detach().numpy())
     np.testing.assert_array_equal(host(dx), xt.grad.numpy())
     # torch's indices (flat h*W + w of the winner) agree with the naive first-maximum rule.
-    _, winners = naive_maxpool(x, k, s, p)
+    _, winners = reference.maxpool2d_forward(x, k, s, p)
     np.testing.assert_array_equal(winners[..., 0] * shape[3] + winners[..., 1], indices.numpy())
 
 

@@ -1,9 +1,11 @@
-"""The speed machinery of the layers must not change a single result.
+"""The speed machinery of the layers (:mod:`minialex._engine`) must not change a single result.
 
-* Conv2d cuts a batch into chunks of images whose columns fit in ``conv.CHUNK_BYTES`` and rebuilds the
-  columns in the backward pass: any chunk size must give the same output and gradients as one chunk.
+* Conv2d cuts a batch into chunks of images whose columns fit in ``conv.column_budget()`` bytes
+  (``CHUNK_BYTES`` on the CPU, a share of the free device memory on a GPU) and rebuilds the columns in the
+  backward pass: any chunk size must give the same output and gradients as one chunk.
 * Scratch buffers (``minialex._engine.workspace``) are reused between calls and layers: a layer run after
   another of a different shape, or twice in a row, must give the same result as a fresh one.
+* ``minialex._engine.parallel`` cuts passes into pieces on the CPU only, and reads ``MINIALEX_THREADS``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import numpy as np
 import pytest
 from helpers import GRADCHECK_BOUND, dev, host, randn
 
+from minialex import backend
+from minialex._engine import parallel
 from minialex._engine import workspace as ws
+from minialex.errors import ConfigError
 from minialex.gradcheck import check_layer
 from minialex.layers import Conv2d, conv
 
@@ -36,14 +41,14 @@ def test_any_chunk_size_gives_the_same_result(name, dtype, monkeypatch):
     layer.params["bias"] = randn(layer.params["bias"].shape, seed=3, dtype=dtype)
     x = randn((5, layer.in_channels, 9, 8), seed=1, dtype=dtype)
     dy = randn(layer.output_shape(x.shape), seed=2, dtype=dtype)
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 1 << 40)
+    monkeypatch.setattr(conv, "column_budget", lambda: 1 << 40)
     assert layer.batch_chunk(x.shape, x.dtype.itemsize) == 5
     y_ref, dx_ref, g_ref = run(layer, x, dy)
     for images in (1, 2, 4):  # 5 = 2 + 2 + 1 checks an uneven last chunk
         kh, kw = layer.kernel_size
         _, _, oh, ow = layer.output_shape(x.shape)
         per_image = layer.in_channels * kh * kw * oh * ow * x.dtype.itemsize
-        monkeypatch.setattr(conv, "CHUNK_BYTES", images * per_image)
+        monkeypatch.setattr(conv, "column_budget", lambda images=images, per_image=per_image: images * per_image)
         assert layer.batch_chunk(x.shape, x.dtype.itemsize) == images
         y, dx, g = run(layer, x, dy)
         tol = 1e-13 if dtype == np.float64 else 1e-6  # BLAS may sum in another order for another width
@@ -58,7 +63,7 @@ def test_any_chunk_size_gives_the_same_result(name, dtype, monkeypatch):
 
 
 def test_gradcheck_with_one_image_per_chunk(monkeypatch):
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)  # every chunk is a single image
+    monkeypatch.setattr(conv, "column_budget", lambda: 1)  # every chunk is a single image
     layer = Conv2d(4, 4, 3, stride=2, padding=1, groups=2, dtype=np.float64)
     layer.params["bias"] = randn((4,), seed=5)
     x = randn((3, 4, 7, 6), seed=4)
@@ -118,3 +123,54 @@ def test_first_layer_can_skip_its_input_gradient():
     assert layer.backward(dy, need_input_grad=False) is None
     for key, value in want.items():
         np.testing.assert_array_equal(host(layer.grads[key]), value)
+
+
+def test_the_column_budget_is_the_cpu_constant_on_the_cpu_and_bounded_on_a_gpu():
+    budget = conv.column_budget()
+    if backend.on_gpu:
+        assert 0 < budget <= conv.GPU_CHUNK_BYTES_MAX
+        assert budget <= conv.GPU_MEMORY_FRACTION * ws.available_device_bytes() + 1
+    else:
+        assert budget == conv.CHUNK_BYTES and ws.available_device_bytes() == 0
+
+
+@pytest.mark.gpu
+def test_a_gpu_chunk_is_sized_by_the_device_not_by_the_cpu_constant():
+    """128 MB of columns is a CPU choice: with a few GB free, conv2 of the paper model at batch 128 (896 MB of
+    columns) goes through in one chunk instead of the CPU's 18 images at a time."""
+    if ws.available_device_bytes() < 4 * 2**30:
+        pytest.skip("needs at least 4 GB of free device memory")
+    assert conv.column_budget() > conv.CHUNK_BYTES
+    assert Conv2d(96, 256, 5, padding=2, groups=2).batch_chunk((128, 96, 27, 27), 4) == 128
+
+
+@pytest.mark.parametrize(
+    ("length", "elements", "pieces"),
+    [(10, 100, 1), (8, 8 * parallel.PIECE_ELEMENTS, 8), (3, 10 * parallel.PIECE_ELEMENTS, 3), (0, 0, 0)],
+)
+def test_pieces_are_cpu_sized_on_the_cpu_and_one_on_a_gpu(length, elements, pieces):
+    got = parallel.ranges(length, elements)
+    if backend.on_gpu:
+        assert got == ([(0, length)] if length else [])
+        return
+    assert len(got) == pieces
+    assert [a for a, _ in got] == sorted(a for a, _ in got) and (not got or (got[0][0], got[-1][1]) == (0, length))
+    assert all(b > a for a, b in got) and all(got[i][1] == got[i + 1][0] for i in range(len(got) - 1))
+
+
+def test_split_covers_every_index_once():
+    seen = []
+    parallel.split(lambda a, b: seen.extend(range(a, b)), 1000, 4 * parallel.PIECE_ELEMENTS)
+    assert sorted(seen) == list(range(1000))
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", "1.5", "4 threads"])
+def test_minialex_threads_must_be_a_positive_integer(text):
+    with pytest.raises(ConfigError, match=r"^MINIALEX_THREADS .*must be an integer >= 1.*got"):
+        parallel.threads_from_environment(text)
+
+
+def test_minialex_threads_is_read_and_defaults_when_unset(monkeypatch):
+    assert parallel.threads_from_environment(" 3 ") == 3
+    monkeypatch.delenv("MINIALEX_THREADS", raising=False)
+    assert 1 <= parallel.threads_from_environment() <= 4

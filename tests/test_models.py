@@ -14,7 +14,7 @@ from minialex.gradcheck import check_model
 from minialex.layers import Conv2d, Linear, SoftmaxCrossEntropy
 from minialex.models import VARIANTS, alexnet, layer_table, load_torchvision_safetensors, variant_defaults
 
-# Reference numbers: alexnet-facts.md §2 (computed, cross-checked against Caffe, torchvision and torchinfo).
+# Reference numbers (computed by hand, cross-checked against Caffe's, torchvision's and torchinfo's tables).
 PARAMS = {"paper": 60_965_224, "d2l": 46_764_746, "torchvision": 61_100_840}
 MACS = {"paper": 724_406_816, "d2l": 938_146_176, "torchvision": 714_188_480}
 PAPER_PER_LAYER = {  # name: (params, MACs), Caffe grouped model at 227 input
@@ -219,10 +219,10 @@ def test_dtype_float64_end_to_end():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"variant": "vgg"}, "unknown model variant 'vgg'"),
+        ({"variant": "vgg"}, "model variant must be one of mini, paper, d2l, torchvision, got 'vgg'"),
         ({"variant": "mini", "init": "xavier"}, "init must be one of"),
-        ({"variant": "mini", "num_classes": 0}, "num_classes must be a positive integer"),
-        ({"variant": "mini", "in_channels": 2.5}, "in_channels must be a positive integer"),
+        ({"variant": "mini", "num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
+        ({"variant": "mini", "in_channels": 2.5}, "in_channels must be an integer >= 1, got 2.5"),
         ({"variant": "mini", "dtype": np.float16}, "float32 or float64"),
         ({"variant": "mini", "image_size": 8}, "too small"),
         ({"variant": "torchvision", "image_size": 227}, "needs 224"),
@@ -341,3 +341,164 @@ def test_torchvision_unreadable_file(tmp_path):
         load_torchvision_safetensors(alexnet("mini"), path)
     with pytest.raises(CheckpointError, match="no such file"):
         load_torchvision_safetensors(alexnet("mini"), tmp_path / "absent.safetensors")
+
+
+# -- how the models are built: declared variants, each weight drawn once, shapes without running ------------------------
+
+
+@pytest.mark.parametrize("variant", ["mini", "paper"])
+def test_each_weight_is_drawn_exactly_once(variant, monkeypatch):
+    """Building a model draws as many normals as it has weights: no layer draws and is then drawn again."""
+    drawn = []
+    normal = backend.normal
+
+    def counting_normal(shape, *args, **kwargs):
+        drawn.append(math.prod(shape))
+        return normal(shape, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "normal", counting_normal)
+    model = alexnet(variant, init="paper")
+    weights = [v for k, v in model.params.items() if k.endswith(".weight")]
+    assert sum(drawn) == sum(int(w.size) for w in weights)
+    assert len(drawn) == len(weights)
+
+
+def test_building_runs_no_layer(monkeypatch):
+    """The flattened size comes from ``output_shape``, not from a forward pass."""
+    from minialex.layers import Layer, Sequential
+
+    def no_forward(self, x):
+        raise AssertionError(f"{self.name}.forward ran while the model was built")
+
+    monkeypatch.setattr(Layer, "forward", no_forward)
+    monkeypatch.setattr(Sequential, "forward", no_forward)
+    for name in ("MaxPool2d", "Conv2d", "ReLU", "LocalResponseNorm"):
+        monkeypatch.setattr(getattr(minialex.layers, name), "forward", no_forward)
+    assert alexnet("mini", in_channels=3).num_params() > 0
+    assert alexnet("d2l", image_size=227).params["fc6.weight"].shape == (4096, 256 * 6 * 6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_models_report_their_output_shape_and_macs(big_models, variant):
+    model = big_models.get(variant) or alexnet(variant)
+    assert model.output_shape((8, *model.input_shape)) == (8, model.num_classes)
+    macs = sum(r.macs for r in layer_table(model, model.input_shape))
+    assert model.macs((1, *model.input_shape)) == macs
+    if variant in MACS:
+        assert macs == MACS[variant]
+    expected = r"AlexNet '\w+': expected images of shape \(N, \d, \d+, \d+\), got \(1, 7,"
+    with pytest.raises(LayerInputError, match=expected):
+        model.output_shape((1, 7, *model.input_shape[1:]))
+    with pytest.raises(LayerInputError, match="a shape must be a tuple of non-negative ints"):
+        model.output_shape((1, "3", 4, 4))
+    first = model["conv1"]  # one layer alone has the same protocol as the model
+    assert layer_table(first, model.input_shape)[0].macs == first.macs((1, *model.input_shape))
+
+
+def test_the_summary_folds_over_any_layer_with_the_shape_protocol():
+    """No list of known layer types: a new layer that reports its shape and MACs appears in the table."""
+    from minialex.layers import Layer, Sequential
+
+    class Doubling(Layer):
+        def output_shape(self, input_shape):
+            n, c, h, w = self._check_shape(input_shape, 4, "(N, C, H, W)")
+            return n, 2 * c, h, w
+
+        def macs(self, input_shape):
+            return math.prod(self.output_shape(input_shape))
+
+    model = Sequential(("conv", Conv2d(1, 2, 3)), ("twice", Doubling()))
+    rows = layer_table(model, (1, 5, 5))
+    assert [(r.name, r.kind, r.output_shape, r.macs) for r in rows] == [
+        ("conv", "Conv2d", (2, 3, 3), 9 * 2 * 9),
+        ("twice", "Doubling", (4, 3, 3), 36),
+    ]
+
+
+def test_every_lrn_uses_the_paper_constants_once_declared():
+    from minialex.layers import PAPER_LRN, LocalResponseNorm
+
+    assert tuple(PAPER_LRN) == (5, 1e-4, 0.75, 2.0)
+    for variant in ("mini", "paper"):
+        norms = [layer for _, layer in alexnet(variant).named_layers() if isinstance(layer, LocalResponseNorm)]
+        assert len(norms) == 2
+        assert all((n.size, n.alpha, n.beta, n.k) == tuple(PAPER_LRN) for n in norms)
+    default = LocalResponseNorm()
+    assert (default.size, default.alpha, default.beta, default.k) == tuple(PAPER_LRN)
+
+
+def test_mini_paper_initialisation_uses_its_declared_one_biases():
+    model = alexnet("mini", init="paper")
+    for name, layer in model.named_layers():
+        if isinstance(layer, (Conv2d, Linear)):
+            expected_bias = 1.0 if name in ("conv2", "fc4") else 0.0
+            assert np.all(backend.to_numpy(layer.params["bias"]) == expected_bias), name
+            w = _weights(layer)
+            assert abs(w.std() / 0.01 - 1) < _std_bound(w.size), name
+
+
+def test_a_new_variant_is_one_declaration(monkeypatch):
+    from minialex.models import REGISTRY, ConvStage, Variant
+
+    tiny = Variant(
+        "tiny",
+        in_channels=2,
+        image_size=12,
+        num_classes=4,
+        stages=(ConvStage(4, 3, padding=1, lrn=True, pool=(2, 2)), ConvStage(6, 3, groups=2)),
+        hidden=(5,),
+        dropout_first=True,
+        paper_one_biases=("fc3",),
+    )
+    monkeypatch.setitem(REGISTRY, "tiny", tiny)
+    model = alexnet("tiny", init="paper")
+    assert [name for name, _ in model.named_layers()] == [
+        "conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "flatten", "drop3", "fc3", "relu3", "fc4",
+    ]
+    assert model.output_shape((3, 2, 12, 12)) == (3, 4)
+    assert model["fc3"].params["weight"].shape == (5, 6 * 4 * 4)
+    assert float(model["fc3"].params["bias"][0]) == 1.0 and float(model["conv2"].params["bias"][0]) == 0.0
+    assert alexnet(**model.config).config == model.config
+
+
+@pytest.mark.parametrize(
+    ("widths", "match"),
+    [
+        ((4, 4, 4), r"widths for 'mini' must be 4 positive integers \(conv1, conv2, conv3, fc4\)"),
+        ((4, 5, 4, 6), "the conv2 width must be divisible by its groups=2, got 5"),
+        ((4, 4, 0, 6), "the conv3 width must be an integer >= 1, got 0"),
+        ((4, 4, 4.0, 6), "the conv3 width must be an integer >= 1, got 4.0"),
+        ("4446", "must be 4 positive integers"),
+    ],
+)
+def test_bad_widths(widths, match):
+    with pytest.raises(ConfigError, match=match):
+        alexnet("mini", widths=widths)
+
+
+def test_signal_ratio_shows_the_flat_start_of_the_paper_initialisation():
+    """With the paper's N(0, 0.01²) and 1-biases the logits hardly depend on the image; with He's they do."""
+    from minialex.models import signal_ratio
+
+    minialex.seed(0)
+    paper = signal_ratio(alexnet("mini", init="paper"), batch=4)
+    minialex.seed(0)
+    he = signal_ratio(alexnet("mini", init="he"), batch=4)
+    assert paper < 1e-3 < 1e-2 < he, (paper, he)
+
+
+def test_layers_take_their_initial_scale_from_the_builder():
+    minialex.seed(0)
+    conv = Conv2d(8, 64, 5, weight_std=0.05, bias_value=0.25)
+    w = backend.to_numpy(conv.params["weight"]).astype(np.float64).ravel()
+    assert abs(w.std() / 0.05 - 1) < _std_bound(w.size)
+    assert np.all(backend.to_numpy(conv.params["bias"]) == 0.25)
+    he = backend.to_numpy(Linear(400, 300).params["weight"]).astype(np.float64).ravel()
+    assert abs(he.std() / math.sqrt(2 / 400) - 1) < _std_bound(he.size)
+    assert np.all(backend.to_numpy(Linear(3, 2, weight_std=0.0).params["weight"]) == 0)
+    with pytest.raises(LayerInputError, match="Conv2d: weight_std must be a finite number >= 0, got -1"):
+        Conv2d(1, 1, 1, weight_std=-1)
+    with pytest.raises(LayerInputError, match=r"Linear: bias_value=1\.0 was given but bias=False"):
+        Linear(2, 2, bias=False, bias_value=1.0)
+    with pytest.raises(LayerInputError, match="Linear: dtype must be float32 or float64, got int32"):
+        Linear(2, 2, dtype=np.int32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -172,6 +173,81 @@ def test_differs_from_torch_sgd_when_lr_changes_as_derived():
         np.testing.assert_allclose(difference, mu * (lr2 - lr1) * buffers[k], rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("drops", [(3,), (2, 4)], ids=["one-drop", "two-changes"])
+def test_velocity_follows_lr_agrees_with_torch_sgd_across_learning_rate_changes(drops):
+    """v ← v · ε_new/ε_old keeps v = −ε·b through a change: then torch and minialex agree step for step."""
+    torch = pytest.importorskip("torch")
+    model = _net()
+    lrs = {0: 0.05, drops[0]: 0.005}
+    if len(drops) > 1:
+        lrs[drops[1]] = 0.02  # an increase too
+    tensors, torch_opt = _torch_pair(torch, model, lr=lrs[0], mu=0.9, wd=5e-4)
+    opt = SGD(model, lr=lrs[0], momentum=0.9, weight_decay=5e-4, velocity_follows_lr=True)
+    for step, grads in enumerate(_gradient_sequence(model, 7)):
+        if step in lrs:
+            opt.lr = lrs[step]
+            for group in torch_opt.param_groups:
+                group["lr"] = lrs[step]
+        _step_both(torch, opt, torch_opt, tensors, model, grads)
+        for k, value in _host(model).items():
+            theirs = tensors[k].detach().numpy()
+            assert np.abs(value - theirs).max() <= 1e-14 * np.abs(theirs).max(), (step, k)
+        # and the velocity is −ε times torch's buffer, as the module docstring derives
+        for k, t in tensors.items():
+            buffer = torch_opt.state[t]["momentum_buffer"].numpy()
+            np.testing.assert_allclose(backend.to_numpy(opt.velocity[k]), -opt.lr * buffer, rtol=1e-12, atol=1e-17)
+
+
+def test_velocity_follows_lr_changes_nothing_while_lr_is_constant():
+    models = [_net(), _net()]
+    opts = [SGD(models[0], lr=0.03), SGD(models[1], lr=0.03, velocity_follows_lr=True)]
+    for grads in _gradient_sequence(models[0], 4):
+        for model, opt in zip(models, opts, strict=True):
+            _set_grads(model, grads)
+            opt.step()
+    a, b = _host(models[0]), _host(models[1])
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # bit for bit: the rescaling is never applied
+
+
+def test_velocity_follows_lr_rescales_once_by_the_ratio():
+    """After a change ε₁ → ε₂ the first step uses momentum μ·ε₂/ε₁, by hand on one weight without decay."""
+    model = Sequential(("fc", Linear(1, 1, bias=False, dtype=np.float64)))
+    model["fc"].params["weight"][...] = 1.0
+    opt = SGD(model, lr=0.1, momentum=0.5, weight_decay=0.0, velocity_follows_lr=True)
+    model["fc"].grads = {"weight": backend.asarray(np.array([[2.0]]))}
+    opt.step()  # v = −0.2, w = 0.8
+    opt.lr = 0.01
+    opt.step()  # v = 0.5 · (−0.2 · 0.01/0.1) − 0.01 · 2 = −0.03, w = 0.77
+    assert float(opt.velocity["fc.weight"][0, 0]) == pytest.approx(-0.03, abs=1e-16)
+    assert float(model["fc"].params["weight"][0, 0]) == pytest.approx(0.77, abs=1e-15)
+    assert opt.velocity_lr == 0.01
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_gpu_update_is_bit_equal_to_the_numpy_update(dtype):
+    """The CuPy kernel, compiled without fused multiply-adds, rounds as the NumPy reference does."""
+    model = _net(dtype, sizes=(300, 200, 10))
+    w0 = _host(model)
+    opt = SGD(model, lr=0.037, momentum=0.9, weight_decay=5e-4)
+    grads_seq = [{k: g.astype(dtype) for k, g in grads.items()} for grads in _gradient_sequence(model, 3)]
+    w, v = {k: a.copy() for k, a in w0.items()}, {k: np.zeros_like(a) for k, a in w0.items()}
+    t = np.dtype(dtype).type
+    for grads in grads_seq:
+        _set_grads(model, grads)
+        opt.step()
+        for k in w:  # the NumPy update, operation for operation
+            decay = 0.0 if k.endswith(".bias") else 5e-4 * 0.037
+            v[k] *= t(0.9)
+            if decay:
+                v[k] -= t(decay) * w[k]
+            v[k] -= t(0.037) * grads[k]
+            w[k] += v[k]
+    for k, value in _host(model).items():
+        np.testing.assert_array_equal(value, w[k])
+        np.testing.assert_array_equal(backend.to_numpy(opt.velocity[k]), v[k])
+
+
 def test_training_steps_lower_the_loss():
     minialex.seed(1)
     model = alexnet("mini", widths=(4, 4, 8, 16), image_size=15, num_classes=3, dtype=np.float64).eval()
@@ -199,6 +275,7 @@ def test_training_steps_lower_the_loss():
         ({"weight_decay": -1e-4}, "weight_decay"),
         ({"weight_decay": math.nan}, "weight_decay"),
         ({"decay_biases": "yes"}, "decay_biases"),
+        ({"velocity_follows_lr": 1}, "velocity_follows_lr must be True or False"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):
@@ -217,6 +294,19 @@ def test_lr_is_validated_on_assignment():
 def test_step_before_backward():
     with pytest.raises(LayerInputError, match=r"no gradient for 'fc1\.weight'"):
         SGD(_net()).step()
+
+
+def test_a_step_with_a_missing_gradient_changes_nothing():
+    model = _net()
+    before = _host(model)
+    grads = _gradient_sequence(model, 1)[0]
+    _set_grads(model, grads)
+    model["fc2"].grads = {"weight": model["fc2"].grads["weight"]}  # the last parameter, fc2.bias, has none
+    opt = SGD(model)
+    with pytest.raises(LayerInputError, match=r"no gradient for 'fc2\.bias'"):
+        opt.step()
+    after = _host(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before) and opt.steps == 0
 
 
 def test_velocity_follows_a_dtype_change():
@@ -249,6 +339,58 @@ def test_state_dict_round_trip_continues_identically():
             opt.step()
     a, b = _host(model_a), _host(model_b)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_state_dict_keeps_velocity_follows_lr_and_resumes_across_a_learning_rate_change():
+    model_a, model_b = _net(), _net()
+    opt_a = SGD(model_a, lr=0.05, velocity_follows_lr=True)
+    grads_seq = _gradient_sequence(model_a, 5)
+    for grads in grads_seq[:3]:
+        _set_grads(model_a, grads)
+        opt_a.step()
+    state = opt_a.state_dict()
+    assert state["velocity_follows_lr"] is True and state["velocity_lr"] == 0.05
+    assert {k: v for k, v in state.items() if k != "velocity"} == opt_a.hyperparams()
+    json.dumps(opt_a.hyperparams())  # JSON-able, as checkpoints store it
+    model_b.load_state_dict(model_a.state_dict())
+    opt_b = SGD(model_b, lr=0.5)
+    opt_b.load_state_dict(state)
+    assert opt_b.velocity_follows_lr and opt_b.velocity_lr == 0.05
+    for opt in (opt_a, opt_b):
+        opt.lr = 0.005  # the drop happens after the resume: the rescaling must still use 0.05 / 0.005
+    for grads in grads_seq[3:]:
+        for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+            _set_grads(model, grads)
+            opt.step()
+    a, b = _host(model_a), _host(model_b)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_state_without_the_newer_fields_still_loads():
+    """A state saved before ``velocity_follows_lr`` existed loads with the paper's rule."""
+    opt = SGD(_net(), lr=0.03)
+    state = opt.state_dict()
+    del state["velocity_follows_lr"], state["velocity_lr"]
+    other = SGD(_net(), velocity_follows_lr=True)
+    other.load_state_dict(state)
+    assert other.velocity_follows_lr is False and other.velocity_lr is None and other.lr == 0.03
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"steps": -1}, "steps must be an integer >= 0"),
+        ({"velocity_lr": 0.0}, "velocity_lr must be a finite number in"),
+        ({"velocity_follows_lr": "no"}, "velocity_follows_lr must be True or False"),
+        ({"decay_biases": 0}, "decay_biases must be True or False"),
+    ],
+)
+def test_malformed_state_fields_are_rejected_and_change_nothing(change, match):
+    opt = SGD(_net())
+    before = opt.hyperparams()
+    with pytest.raises(CheckpointError, match=match):
+        opt.load_state_dict(opt.state_dict() | change, source="ckpt")
+    assert opt.hyperparams() == before
 
 
 def test_state_of_another_model_is_rejected_with_the_list():

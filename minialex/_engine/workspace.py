@@ -1,4 +1,4 @@
-"""Scratch buffers reused across calls: the one place where minialex keeps memory between steps.
+"""Scratch buffers reused across calls: the one place where minialex keeps work memory between steps.
 
 A convolution lowers its input to columns (``im2col``), multiplies, and in the backward pass builds the
 columns' gradient and scatters it back (``col2im``). Those buffers are large (tens to hundreds of MB)
@@ -17,7 +17,8 @@ Rules that keep this safe:
   one to the caller or keep it on a layer between forward and backward;
 * roles used within one computation must differ ("pad", "cols", "dcols", ...).
 
-:func:`release` drops every buffer (e.g. before measuring memory, or after switching models).
+:func:`release` drops every buffer (e.g. before measuring memory, or after switching models). The layers
+(convolution, im2col) and the optimiser (SGD's chunked update) share this one pool of buffers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from minialex import backend
 from minialex.backend import xp
 
 Array = Any
@@ -58,3 +60,12 @@ def release() -> None:
 def nbytes() -> int:
     """Total bytes held by the scratch buffers."""
     return sum(int(b.nbytes) for b in _buffers.values())
+
+
+def available_device_bytes() -> int:
+    """On a GPU, the bytes minialex could still use: free device memory, the free blocks of CuPy's memory
+    pool, and the scratch buffers (a chunk may reuse them). On the CPU: 0 (the CPU sizes chunks by a constant)."""
+    if not backend.on_gpu:
+        return 0
+    free, _total = xp.cuda.runtime.memGetInfo()
+    return int(free) + int(xp.get_default_memory_pool().free_bytes()) + nbytes()

@@ -2,7 +2,8 @@
 
 A layer is a small object with
 
-* ``forward(x) -> y``: computes the output and keeps on ``self`` what the backward pass needs;
+* ``forward(x) -> y``: computes the output and keeps in ``self._saved`` (one tuple) what the backward
+  pass needs;
 * ``backward(dy, need_input_grad=True) -> dx``: given dL/dy, returns dL/dx and (over)writes dL/dθ into
   ``self.grads``. With ``need_input_grad=False`` (the network's first layer, whose input is the data) a
   layer may skip dL/dx and return None;
@@ -11,6 +12,11 @@ A layer is a small object with
   keep them);
 * ``buffers``: state that is not learned but belongs to the model (running statistics): saved and
   restored with the parameters, never touched by an optimiser (``{}`` for most layers);
+* ``output_shape(input_shape)`` and ``macs(input_shape)``: the output's shape and the forward pass's
+  multiply-adds for an input of that shape (batch axis included), computed from the shape alone; a shape
+  the layer cannot take raises :class:`~minialex.errors.LayerInputError` naming the layer, exactly as
+  ``forward`` would. Element-wise layers keep the shape and count 0 MACs (the convention of published
+  AlexNet tables: only the weighted layers, convolution and linear, are counted);
 * ``train()`` / ``eval()`` and the ``training`` flag (only dropout behaves differently).
 
 Layers never write into ``x`` or ``dy``, keep the floating dtype they are given (float32 or float64; the
@@ -19,19 +25,113 @@ parameters must have the same one, see :meth:`Layer.astype`) and accept non-cont
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from minialex import backend, validate
 from minialex.backend import xp
 from minialex.errors import LayerInputError
 
 Array = Any  # numpy.ndarray or cupy.ndarray
+Shape = tuple[int, ...]
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class Layer:
-    """Base class: parameter bookkeeping, train/eval mode and input checks."""
+def float_dtype(dtype: Any, what: str) -> np.dtype:
+    """``dtype`` as a NumPy dtype if it is float32 or float64, else a LayerInputError naming ``what``."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in SUPPORTED_DTYPES:
+        shown = repr(dtype) if resolved is None else resolved
+        raise LayerInputError(f"{what}: dtype must be float32 or float64, got {shown}")
+    return resolved
+
+
+def initial_weight(shape: Shape, fan_in: int, weight_std: float | None, dtype: Any, what: str) -> Array:
+    """A weight drawn once from N(0, std²): He's std = √(2 / fan_in) when ``weight_std`` is None.
+
+    He's scale keeps the variance of a signal through a ReLU layer (He et al., 2015); the model builders
+    pass the paper's 0.01 or an output layer's small scale instead (see :mod:`minialex.models`).
+    """
+    if weight_std is None:
+        std = math.sqrt(2.0 / fan_in)
+    else:
+        std = validate.number(weight_std, f"{what}: weight_std", low=0.0, error=LayerInputError)
+    return backend.normal(shape, std=std, dtype=float_dtype(dtype, what).type)
+
+
+def initial_bias(size: int, bias: bool, bias_value: float, dtype: Any, what: str) -> Array | None:
+    """A bias of ``size`` entries, all ``bias_value`` (None when ``bias`` is False)."""
+    bias = validate.flag(bias, f"{what}: bias", error=LayerInputError)
+    value = validate.number(bias_value, f"{what}: bias_value", error=LayerInputError)
+    if not bias:
+        if value != 0.0:
+            raise LayerInputError(f"{what}: bias_value={value} was given but bias=False")
+        return None
+    return xp.full(size, value, dtype=float_dtype(dtype, what))
+
+
+class InputChecks:
+    """The checks shared by layers and losses; every message starts with ``self.name``."""
+
+    name: str
+    _saved: tuple | None
+
+    def _check_float(self, x: Array, what: str = "input") -> None:
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            raise LayerInputError(f"{self.name}: {what} must be an array, got {type(x).__name__}")
+        if x.dtype not in SUPPORTED_DTYPES:
+            raise LayerInputError(f"{self.name}: {what} dtype must be float32 or float64, got {x.dtype}")
+        if not isinstance(x, xp.ndarray):
+            raise LayerInputError(
+                f"{self.name}: {what} is a {type(x).__module__}.{type(x).__name__} but the backend is "
+                f"{xp.__name__}; convert it with minialex.backend.asarray"
+            )
+
+    def _check_shape(self, shape: Any, ndim: int | None = None, layout: str = "", min_ndim: int = 0) -> Shape:
+        """``shape`` as a tuple of ints, with exactly ``ndim`` (or at least ``min_ndim``) axes."""
+        ok = isinstance(shape, (tuple, list)) and all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape
+        )
+        if not ok:
+            raise LayerInputError(f"{self.name}: a shape must be a tuple of non-negative ints, got {shape!r}")
+        shape = tuple(int(d) for d in shape)
+        if ndim is not None and len(shape) != ndim:
+            raise LayerInputError(f"{self.name}: expected a {ndim}-d input {layout}, got shape {shape}")
+        if len(shape) < min_ndim:
+            raise LayerInputError(f"{self.name}: expected an input {layout}, got shape {shape}")
+        return shape
+
+    def _check_ndim(self, x: Array, ndim: int, layout: str) -> None:
+        self._check_float(x)
+        self._check_shape(tuple(x.shape), ndim, layout)
+
+    def _check_grad(self, dy: Array, expected_shape: Shape, dtype: Any) -> None:
+        self._check_float(dy, "output gradient dy")
+        if tuple(dy.shape) != tuple(expected_shape):
+            raise LayerInputError(
+                f"{self.name}: dy must have the forward output's shape {tuple(expected_shape)}, got {tuple(dy.shape)}"
+            )
+        if dy.dtype != dtype:
+            raise LayerInputError(f"{self.name}: dy dtype {dy.dtype} does not match the forward dtype {dtype}")
+
+    def _saved_for_backward(self) -> tuple:
+        """What the last ``forward`` kept for the backward pass (``self._saved``), or an error if none ran."""
+        self._require_forward(self._saved)
+        return self._saved
+
+    def _require_forward(self, cached: Any) -> None:
+        """The "backward called before forward" error when ``cached`` is None (prefer :meth:`_saved_for_backward`)."""
+        if cached is None:
+            raise LayerInputError(f"{self.name}: backward called before forward")
+
+
+class Layer(InputChecks):
+    """Base class: parameter bookkeeping, train/eval mode, shapes and input checks."""
 
     def __init__(self) -> None:
         self.params: dict[str, Array] = {}
@@ -39,6 +139,7 @@ class Layer:
         self.buffers: dict[str, Array] = {}
         self.training = True
         self.name = type(self).__name__
+        self._saved: tuple | None = None
 
     # -- the protocol -----------------------------------------------------------------------------------
     def forward(self, x: Array) -> Array:
@@ -49,6 +150,15 @@ class Layer:
 
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """The output's shape for an input of ``input_shape`` (batch axis included); here: the same shape."""
+        return self._check_shape(input_shape)
+
+    def macs(self, input_shape: Shape) -> int:
+        """Multiply-adds of one forward pass over an input of ``input_shape``; here: 0 (not a weighted layer)."""
+        self.output_shape(input_shape)
+        return 0
 
     def train(self, mode: bool = True) -> Layer:
         """Switch to training mode (``mode=False`` is :meth:`eval`); returns the layer."""
@@ -61,9 +171,7 @@ class Layer:
 
     def astype(self, dtype: Any) -> Layer:
         """Cast every parameter to ``dtype`` (float32 or float64), in place; returns the layer."""
-        dtype = np.dtype(dtype)
-        if dtype not in SUPPORTED_DTYPES:
-            raise LayerInputError(f"{self.name}: dtype must be float32 or float64, got {dtype}")
+        dtype = float_dtype(dtype, self.name)
         for key, value in self.params.items():
             self.params[key] = value.astype(dtype, copy=False)
         for key, value in self.buffers.items():
@@ -82,23 +190,6 @@ class Layer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
-    # -- input checks shared by the layers -----------------------------------------------------------------
-    def _check_float(self, x: Array, what: str = "input") -> None:
-        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-            raise LayerInputError(f"{self.name}: {what} must be an array, got {type(x).__name__}")
-        if x.dtype not in SUPPORTED_DTYPES:
-            raise LayerInputError(f"{self.name}: {what} dtype must be float32 or float64, got {x.dtype}")
-        if not isinstance(x, xp.ndarray):
-            raise LayerInputError(
-                f"{self.name}: {what} is a {type(x).__module__}.{type(x).__name__} but the backend is "
-                f"{xp.__name__}; convert it with minialex.backend.asarray"
-            )
-
-    def _check_ndim(self, x: Array, ndim: int, layout: str) -> None:
-        self._check_float(x)
-        if x.ndim != ndim:
-            raise LayerInputError(f"{self.name}: expected a {ndim}-d input {layout}, got shape {tuple(x.shape)}")
-
     def _check_param_dtype(self, x: Array) -> None:
         for key, value in self.params.items():
             if value.dtype != x.dtype:
@@ -106,16 +197,3 @@ class Layer:
                     f"{self.name}: input dtype {x.dtype} does not match parameter '{key}' dtype {value.dtype}; "
                     f"cast the layer with .astype({x.dtype}) or the input with .astype({value.dtype})"
                 )
-
-    def _check_grad(self, dy: Array, expected_shape: tuple[int, ...], dtype: Any) -> None:
-        self._check_float(dy, "output gradient dy")
-        if tuple(dy.shape) != tuple(expected_shape):
-            raise LayerInputError(
-                f"{self.name}: dy must have the forward output's shape {tuple(expected_shape)}, got {tuple(dy.shape)}"
-            )
-        if dy.dtype != dtype:
-            raise LayerInputError(f"{self.name}: dy dtype {dy.dtype} does not match the forward dtype {dtype}")
-
-    def _require_forward(self, cached: Any) -> None:
-        if cached is None:
-            raise LayerInputError(f"{self.name}: backward called before forward")

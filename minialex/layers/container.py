@@ -6,6 +6,9 @@ Backward::  the chain rule, one layer at a time from the last:
 Each child's backward fills its own ``grads``; the container's ``params``/``grads`` are views of its
 children's dicts, named ``"{child}.{name}"`` (``"conv1.weight"``, or ``"0.weight"`` for unnamed
 children), nesting as deep as the containers do.
+
+Shapes fold the same way: ``output_shape`` passes the shape through every child in turn, and ``macs`` adds
+up the children's multiply-adds, each at the shape its input has; nothing is run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from minialex import backend
 from minialex.errors import CheckpointError, LayerInputError, mismatch_report, shape_mismatches
-from minialex.layers.base import Array, Layer
+from minialex.layers.base import Array, Layer, Shape
 
 
 class Sequential(Layer):
@@ -26,6 +29,7 @@ class Sequential(Layer):
     def __init__(self, *layers: Layer | tuple[str, Layer]) -> None:
         self.training = True
         self.name = "Sequential"
+        self._saved = None
         self.children: dict[str, Layer] = {}
         for index, item in enumerate(layers):
             key, layer = item if isinstance(item, tuple) else (str(index), item)
@@ -80,6 +84,21 @@ class Sequential(Layer):
                 yield f"{prefix}{key}", layer
 
     # -- the protocol -----------------------------------------------------------------------------------
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """The shape after every child, computed from the shapes alone (batch axis included)."""
+        shape = self._check_shape(input_shape)
+        for layer in self.children.values():
+            shape = layer.output_shape(shape)
+        return shape
+
+    def macs(self, input_shape: Shape) -> int:
+        """The children's multiply-adds, each for the shape of its own input."""
+        total, shape = 0, self._check_shape(input_shape)
+        for layer in self.children.values():
+            total += layer.macs(shape)
+            shape = layer.output_shape(shape)
+        return total
+
     def forward(self, x: Array) -> Array:
         for layer in self.children.values():
             x = layer.forward(x)

@@ -24,31 +24,44 @@ Backward. With dY = dL/dy as a (C_out, N*OH*OW) matrix and y = W @ cols + b:
 * dL/dcols = Wᵀ @ dY, then dL/dx = col2im(dL/dcols), the adjoint of im2col: a pixel that sits in
   several overlapping windows collects the gradient of each.
 
-Each group does the same with its own blocks.
+Each group does the same with its own blocks. The same convolution written as plain loops over every
+output, forward and backward, is :func:`minialex.reference.conv2d_forward` and
+:func:`~minialex.reference.conv2d_backward`: the ground truth the tests hold this layer to.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from minialex import backend
+from minialex import backend, validate
+from minialex._engine import workspace
 from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer
-from minialex.layers.im2col import IntPair, col2im, conv_output_size, im2col, pair
+from minialex.layers.base import Array, Layer, Shape, initial_bias, initial_weight
+from minialex.layers.im2col import IntPair, col2im, im2col, pair, window_output_size
 
 CHUNK_BYTES = 128 * 2**20
-"""Columns of at most this many bytes are built at once (a batch is cut into chunks of images to fit)."""
+"""On the CPU, columns of at most this many bytes are built at once (a batch is cut into chunks of images
+to fit): large enough for long GEMMs, small enough to stay a modest part of the memory."""
+
+GPU_MEMORY_FRACTION = 0.25
+"""On a GPU, one chunk's columns may take this fraction of the memory minialex could still use (free device
+memory, free blocks of CuPy's pool and minialex's own scratch buffers): the columns and their gradient,
+two such buffers, then fit in half of it."""
+
+GPU_CHUNK_BYTES_MAX = 2**31
+"""... and at most this many bytes (it keeps every index of the columns well inside 32 bits)."""
 
 
-def _positive(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise LayerInputError(f"Conv2d: {what} must be a positive int, got {value!r}")
-    return value
+def column_budget() -> int:
+    """How many bytes of columns one chunk may take: :data:`CHUNK_BYTES` on the CPU; on a GPU a share of the
+    memory that is available (see :data:`GPU_MEMORY_FRACTION`), at most :data:`GPU_CHUNK_BYTES_MAX`."""
+    if not backend.on_gpu:
+        return CHUNK_BYTES
+    return int(min(GPU_CHUNK_BYTES_MAX, GPU_MEMORY_FRACTION * workspace.available_device_bytes()))
 
 
 class Conv2d(Layer):
@@ -62,9 +75,12 @@ class Conv2d(Layer):
     groups : int
     bias : bool
     dtype : float32 (default) or float64
+    weight_std : the standard deviation of the initial weights, N(0, weight_std²); None (the default) for
+        He's N(0, 2 / fan_in) with fan_in = C_in/G·KH·KW
+    bias_value : the initial value of every bias (default 0)
 
-    The weights start as He-normal, N(0, 2 / fan_in) with fan_in = C_in/G·KH·KW, and the bias as 0;
-    the AlexNet builders in :mod:`minialex.models` apply the paper's initialisation instead.
+    Each weight is drawn once, here; the AlexNet builders in :mod:`minialex.models` pass the scale their
+    initialisation scheme gives each layer.
 
     ``backward(dy, need_input_grad=False)`` (a network's first layer, whose input is the data) computes only
     dL/dW and dL/db and returns None, skipping the dcols GEMM and col2im, as PyTorch does for an input that
@@ -81,29 +97,26 @@ class Conv2d(Layer):
         groups: int = 1,
         bias: bool = True,
         dtype: Any = np.float32,
+        weight_std: float | None = None,
+        bias_value: float = 0.0,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
-        self.groups = _positive(groups, "groups")
-        self.kernel_size = pair(kernel_size, "Conv2d: kernel_size")
-        self.stride = pair(stride, "Conv2d: stride")
-        self.padding = pair(padding, "Conv2d: padding")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise LayerInputError(
-                f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, got kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}"
-            )
+        self.in_channels = validate.integer(in_channels, "Conv2d: in_channels", low=1, error=LayerInputError)
+        self.out_channels = validate.integer(out_channels, "Conv2d: out_channels", low=1, error=LayerInputError)
+        self.groups = validate.integer(groups, "Conv2d: groups", low=1, error=LayerInputError)
+        self.kernel_size = pair(kernel_size, "Conv2d: kernel_size", low=1)
+        self.stride = pair(stride, "Conv2d: stride", low=1)
+        self.padding = pair(padding, "Conv2d: padding", low=0)
         for what, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value % groups:
                 raise LayerInputError(f"Conv2d: {what}={value} is not divisible by groups={groups}")
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         shape = (out_channels, in_channels // groups, kh, kw)
-        self.params["weight"] = backend.normal(shape, std=math.sqrt(2.0 / fan_in), dtype=dtype)
-        if bias:
-            self.params["bias"] = xp.zeros(out_channels, dtype=dtype)
-        self._x: Array | None = None
+        self.params["weight"] = initial_weight(shape, fan_in, weight_std, dtype, "Conv2d")
+        b = initial_bias(out_channels, bias, bias_value, dtype, "Conv2d")
+        if b is not None:
+            self.params["bias"] = b
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -115,36 +128,33 @@ class Conv2d(Layer):
             text += ", bias=False"
         return text
 
-    def output_shape(self, input_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    def output_shape(self, input_shape: Shape) -> Shape:
         """(N, C_out, OH, OW) for an input of shape (N, C_in, H, W)."""
-        n, _, h, w = input_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return n, self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-
-    def _check_input(self, x: Array) -> None:
-        self._check_ndim(x, 4, "(N, C, H, W)")
-        if x.shape[1] != self.in_channels:
+        shape = self._check_shape(input_shape, 4, "(N, C, H, W)")
+        if shape[1] != self.in_channels:
             raise LayerInputError(
-                f"{self.name}: expected {self.in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})"
+                f"{self.name}: expected {self.in_channels} input channels, got {shape[1]} (input shape {shape})"
             )
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
-            raise LayerInputError(
-                f"{self.name}: kernel {kh}x{kw} is larger than the padded input "
-                f"{x.shape[2] + 2 * ph}x{x.shape[3] + 2 * pw} (input shape {tuple(x.shape)})"
-            )
-        self._check_param_dtype(x)
+        oh, ow = window_output_size(self.name, shape, self.kernel_size, self.stride, self.padding)
+        return shape[0], self.out_channels, oh, ow
 
-    def batch_chunk(self, x_shape: tuple[int, ...], itemsize: int) -> int:
-        """How many images go through im2col and the GEMMs at once: as many as fit in :data:`CHUNK_BYTES`."""
+    def macs(self, input_shape: Shape) -> int:
+        """N·OH·OW·C_out·(C_in/G)·KH·KW: each output sums C_in/G·KH·KW products."""
+        n, c_out, oh, ow = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        return n * oh * ow * c_out * (self.in_channels // self.groups) * kh * kw
+
+    def batch_chunk(self, x_shape: Shape, itemsize: int) -> int:
+        """How many images go through im2col and the GEMMs at once: as many as fit in :func:`column_budget`."""
         n, _, oh, ow = self.output_shape(x_shape)
         kh, kw = self.kernel_size
         per_image = self.in_channels * kh * kw * oh * ow * itemsize
-        return max(1, min(n, CHUNK_BYTES // per_image))
+        return max(1, min(n, column_budget() // max(per_image, 1)))
 
     def forward(self, x: Array) -> Array:
-        self._check_input(x)
+        self._check_float(x)
         n, c_out, oh, ow = self.output_shape(x.shape)
+        self._check_param_dtype(x)
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         w_g = self.params["weight"].reshape(g, c_out // g, k // g)
         out = xp.empty((c_out, n * oh * ow), dtype=x.dtype)
@@ -161,13 +171,14 @@ class Conv2d(Layer):
             out += self.params["bias"][:, None]
         # Keep the input, not its columns: the backward pass rebuilds them chunk by chunk, which costs one
         # more im2col copy but keeps memory at one chunk's columns instead of the whole batch's.
-        self._x = x
-        # (C_out, N, OH, OW) in memory, seen as (N, C_out, OH, OW): no transpose copy is needed.
+        self._saved = (x,)
+        # (C_out, N, OH, OW) in memory, seen as (N, C_out, OH, OW): no transpose copy is needed. The layers
+        # after it keep this channel-major layout, so the backward pass receives dy laid out the same way.
         return out.reshape(c_out, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        self._require_forward(self._x)
-        x, weight = self._x, self.params["weight"]
+        (x,) = self._saved_for_backward()
+        weight = self.params["weight"]
         n, c_out, oh, ow = self.output_shape(x.shape)
         self._check_grad(dy, (n, c_out, oh, ow), x.dtype)
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -175,8 +186,7 @@ class Conv2d(Layer):
         dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
         w_t = weight.reshape(g, c_out // g, k // g).transpose(0, 2, 1)
         dw_t = xp.zeros((g, k // g, c_out // g), dtype=x.dtype)  # dWᵀ, accumulated over the chunks
-        want_dx = need_input_grad
-        if want_dx:
+        if need_input_grad:
             dxpad = xp.zeros((self.in_channels, n, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype)
         step = self.batch_chunk(x.shape, x.dtype.itemsize)
         for n0 in range(0, n, step):
@@ -185,10 +195,10 @@ class Conv2d(Layer):
             dy_c = dy_g[:, :, p0:p1]
             cols = scratch("conv.cols", (k, p1 - p0), x.dtype)
             im2col(x[n0:n1], self.kernel_size, self.stride, self.padding, out=cols)
-            # dWᵀ = cols @ dYᵀ: the same product as dY @ colsᵀ, but BLAS runs this orientation several
+            # dWᵀ = cols @ dYᵀ: the same product as dY @ colsᵀ, but OpenBLAS runs this orientation several
             # times faster here (the long N·OH·OW axis is the inner dimension of both operands).
             dw_t += xp.matmul(cols.reshape(g, k // g, -1), dy_c.transpose(0, 2, 1))
-            if not want_dx:
+            if not need_input_grad:
                 continue
             dcols = scratch("conv.dcols", (g, k // g, p1 - p0), x.dtype)
             xp.matmul(w_t, dy_c, out=dcols)
@@ -203,6 +213,6 @@ class Conv2d(Layer):
         self.grads["weight"] = xp.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(weight.shape)
         if "bias" in self.params:
             self.grads["bias"] = dy_g.reshape(c_out, -1).sum(axis=1)
-        if not want_dx:
+        if not need_input_grad:
             return None
         return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)

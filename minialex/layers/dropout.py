@@ -1,4 +1,4 @@
-"""Dropout: AlexNet's regulariser on fc6 and fc7 ([P] §4.2), in its "inverted" form.
+"""Dropout: AlexNet's regulariser on fc6 and fc7 (the paper, §4.2), in its "inverted" form.
 
 Training. Each activation is kept with probability 1 − p and scaled by 1/(1 − p)::
 
@@ -18,7 +18,7 @@ The mask comes from :func:`minialex.backend.uniform`, so :func:`minialex.seed` m
 
 from __future__ import annotations
 
-from minialex import backend
+from minialex import backend, validate
 from minialex.errors import LayerInputError
 from minialex.layers.base import Array, Layer
 
@@ -28,27 +28,23 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise LayerInputError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
-        self.p = float(p)
-        self._mask: Array | None = None
-        self._shape: tuple[int, ...] | None = None
-        self._dtype = None
+        what = "Dropout: p (the drop probability)"
+        self.p = validate.number(p, what, low=0.0, high=1.0, high_open=True, error=LayerInputError)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
     def forward(self, x: Array) -> Array:
         self._check_float(x)
-        self._shape, self._dtype = tuple(x.shape), x.dtype
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._saved = (None, tuple(x.shape), x.dtype)
             return x.copy()
         keep = backend.uniform(x.shape, dtype=x.dtype) >= x.dtype.type(self.p)
-        self._mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self._mask
+        mask = keep * x.dtype.type(1.0 / (1.0 - self.p))  # m = Bernoulli(1 − p) / (1 − p)
+        self._saved = (mask, tuple(x.shape), x.dtype)
+        return x * mask
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        self._require_forward(self._shape)
-        self._check_grad(dy, self._shape, self._dtype)
-        return dy.copy() if self._mask is None else dy * self._mask
+        mask, shape, dtype = self._saved_for_backward()
+        self._check_grad(dy, shape, dtype)
+        return dy.copy() if mask is None else dy * mask

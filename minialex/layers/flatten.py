@@ -7,29 +7,24 @@ from __future__ import annotations
 
 import math
 
-from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer
+from minialex.layers.base import Array, Layer, Shape
 
 
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1·d2·...); no parameters."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._shape: tuple[int, ...] | None = None
-        self._dtype = None
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """(N, d1·d2·...) for an input (N, d1, d2, ...)."""
+        shape = self._check_shape(input_shape, layout="with a batch axis and at least one more", min_ndim=2)
+        return shape[0], math.prod(shape[1:])
 
     def forward(self, x: Array) -> Array:
         self._check_float(x)
-        if x.ndim < 2:
-            raise LayerInputError(
-                f"{self.name}: expected an input with a batch axis and at least one more, got shape {tuple(x.shape)}"
-            )
-        self._shape, self._dtype = tuple(x.shape), x.dtype
-        return x.reshape(x.shape[0], -1)
+        out_shape = self.output_shape(x.shape)
+        self._saved = (tuple(x.shape), x.dtype)
+        return x.reshape(out_shape)
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        self._require_forward(self._shape)
-        n = self._shape[0]
-        self._check_grad(dy, (n, math.prod(self._shape[1:])), self._dtype)
-        return dy.reshape(self._shape)
+        shape, dtype = self._saved_for_backward()
+        self._check_grad(dy, self.output_shape(shape), dtype)
+        return dy.reshape(shape)

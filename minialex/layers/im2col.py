@@ -24,13 +24,17 @@ It is computed with one strided slice-add per kernel offset (i, j): within one o
 position maps to a different input pixel, so a slice never repeats an index and ``+=`` is exact (no
 unbuffered scatter-add, ``ufunc.at``, is needed).
 
-Both functions work on NumPy and CuPy arrays alike, and on non-contiguous input.
+Both functions work on NumPy and CuPy arrays alike, and on non-contiguous input. Their one-element-at-a-time
+versions are :func:`minialex.reference.im2col` and :func:`minialex.reference.col2im`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from minialex import validate
 from minialex._engine import parallel
 from minialex._engine.workspace import scratch
 from minialex.backend import xp
@@ -40,21 +44,40 @@ Array = Any
 IntPair = int | tuple[int, int]
 
 
-def pair(value: IntPair, what: str = "value") -> tuple[int, int]:
-    """``3 -> (3, 3)``; ``(3, 5)`` stays; anything else is rejected."""
+def pair(value: IntPair, what: str = "value", low: int = 0) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 5)`` stays; each entry must be an int >= ``low``, else a LayerInputError."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         a, b = value
     else:
         a = b = value
     for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise LayerInputError(f"{what} must be an int or a pair of ints, got {value!r}")
+    owner, colon, name = what.rpartition(": ")  # "Conv2d: stride" -> "Conv2d: each entry of stride=(0, 0)"
+    for v in (a, b):
+        validate.integer(v, f"{owner}{colon}each entry of {name}={(a, b)}", low=low, error=LayerInputError)
     return int(a), int(b)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """``floor((size + 2*padding - kernel) / stride) + 1``: the number of window positions along one axis."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def window_output_size(
+    where: str, shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[int, int]:
+    """(OH, OW) of windows ``kernel`` moved by ``stride`` over the padded (H, W) of ``shape`` (N, C, H, W).
+
+    Raises a LayerInputError naming ``where`` when the kernel does not fit in the padded input.
+    """
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = shape[2:], kernel, stride, padding
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        raise LayerInputError(
+            f"{where}: kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw} "
+            f"(input shape {tuple(shape)})"
+        )
+    return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
 
 def pad_spatial(x: Array, ph: int, pw: int, value: float = 0.0, out: Array | None = None) -> Array:
@@ -100,15 +123,13 @@ def im2col(
     -------
     cols : array (C*KH*KW, N*OH*OW), C-contiguous, same dtype as ``x``; row (c, i, j), column (n, oh, ow).
     """
-    kh, kw = pair(kernel_size, "im2col: kernel_size")
-    sh, sw = pair(stride, "im2col: stride")
+    kh, kw = pair(kernel_size, "im2col: kernel_size", low=1)
+    sh, sw = pair(stride, "im2col: stride", low=1)
     ph, pw = pair(padding, "im2col: padding")
     if x.ndim != 4:
         raise LayerInputError(f"im2col: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    if oh < 1 or ow < 1:
-        raise LayerInputError(f"im2col: kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw}")
+    oh, ow = window_output_size("im2col", x.shape, (kh, kw), (sh, sw), (ph, pw))
     shape = (c * kh * kw, n * oh * ow)
     if out is None:
         out = xp.empty(shape, dtype=x.dtype)
@@ -152,8 +173,8 @@ def col2im(
     dx : array (N, C, H, W), same dtype as ``cols``. Its memory is laid out channel-first (C, N, H, W),
         which is what the surrounding layers read fastest; it is a view, not necessarily contiguous.
     """
-    kh, kw = pair(kernel_size, "col2im: kernel_size")
-    sh, sw = pair(stride, "col2im: stride")
+    kh, kw = pair(kernel_size, "col2im: kernel_size", low=1)
+    sh, sw = pair(stride, "col2im: stride", low=1)
     ph, pw = pair(padding, "col2im: padding")
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)

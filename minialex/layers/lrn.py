@@ -5,8 +5,9 @@ Forward. For channel i of N channels at one pixel, with a = the input and window
     s_i = k + alpha · Σ_{j ∈ W(i)} a_j²,        W(i) = [max(0, i − ⌊n/2⌋), min(N−1, i + ⌊(n−1)/2⌋)]
     b_i = a_i · s_i^(−beta)
 
-The paper uses n = 5, k = 2, alpha = 1e-4, beta = 0.75 (a symmetric window of 5 for odd n; an even n puts
-the extra channel before i, as PyTorch does).
+The paper uses n = 5, k = 2, alpha = 1e-4, beta = 0.75 (:data:`PAPER_LRN`, the layer's defaults and what
+every AlexNet variant with LRN uses). The window is symmetric for odd n; an even n puts the extra channel
+before i, as PyTorch does.
 
 Conventions differ, so copy constants with care. PyTorch's ``LocalResponseNorm(size, alpha, beta, k)`` and
 Caffe's LRN layer divide alpha by the window size (and default k to 1)::
@@ -26,15 +27,33 @@ so, with g = dL/db::
 
 and g_i · a_i · s_i^(−beta−1) = g_i · b_i / s_i. The set {i : m ∈ W(i)} is the window mirrored:
 [m − ⌊(n−1)/2⌋, m + ⌊n/2⌋], the same window when n is odd. Both sums are done as n shifted slice-adds
-over the channel axis: no loops over pixels, no cumulative sums (which lose precision in float32).
+over the channel axis: no loops over pixels, no cumulative sums (which lose precision in float32). The
+formula and its derivative written literally, channel by channel, are :func:`minialex.reference.lrn_forward`
+and :func:`~minialex.reference.lrn_backward`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from minialex import validate
 from minialex._engine import parallel
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer
+from minialex.layers.base import Array, Layer, Shape
+
+
+class LRNConstants(NamedTuple):
+    """The four constants of a local response normalization: window ``size`` (n), ``alpha``, ``beta``, ``k``."""
+
+    size: int
+    alpha: float
+    beta: float
+    k: float
+
+
+PAPER_LRN = LRNConstants(size=5, alpha=1e-4, beta=0.75, k=2.0)
+"""The paper's constants (§3.3): "k = 2, n = 5, α = 10⁻⁴, and β = 0.75". ``LocalResponseNorm(*PAPER_LRN)``."""
 
 
 def channel_window_sum(a: Array, before: int, after: int, out: Array | None = None) -> Array:
@@ -73,25 +92,30 @@ class LocalResponseNorm(Layer):
     neighbours become ±0 (finite/inf); a NaN makes every output whose window holds it NaN.
     """
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+    def __init__(
+        self,
+        size: int = PAPER_LRN.size,
+        alpha: float = PAPER_LRN.alpha,
+        beta: float = PAPER_LRN.beta,
+        k: float = PAPER_LRN.k,
+    ) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise LayerInputError(f"LocalResponseNorm: size must be a positive int, got {size!r}")
-        if not alpha >= 0 or not beta >= 0 or not k > 0:
-            raise LayerInputError(
-                f"LocalResponseNorm: need alpha >= 0, beta >= 0 and k > 0, got alpha={alpha}, beta={beta}, k={k}"
-            )
-        self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
+        self.size = validate.integer(size, "LocalResponseNorm: size", low=1, error=LayerInputError)
+        self.alpha = validate.number(alpha, "LocalResponseNorm: alpha", low=0.0, error=LayerInputError)
+        self.beta = validate.number(beta, "LocalResponseNorm: beta", low=0.0, error=LayerInputError)
+        self.k = validate.number(k, "LocalResponseNorm: k", low=0.0, low_open=True, error=LayerInputError)
         self._before, self._after = size // 2, (size - 1) // 2
-        self._cache: tuple[Array, Array, Array] | None = None
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """The input's shape (N, C, ...): at least a batch and a channel axis."""
+        return self._check_shape(input_shape, layout="(N, C, ...)", min_ndim=2)
+
     def forward(self, x: Array) -> Array:
         self._check_float(x)
-        if x.ndim < 2:
-            raise LayerInputError(f"{self.name}: expected an input (N, C, ...), got shape {tuple(x.shape)}")
+        self.output_shape(x.shape)
         scale, power, y = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)  # same memory layout as x
         dtype = x.dtype.type
         alpha, k = dtype(self.alpha), dtype(self.k)
@@ -105,12 +129,11 @@ class LocalResponseNorm(Layer):
             xp.multiply(xs, power[n0:n1], out=y[n0:n1])
 
         parallel.split(images, x.shape[0], x.size)
-        self._cache = (x, scale, power)  # y = x · power is recomputed in backward rather than kept
+        self._saved = (x, scale, power)  # y = x · power is recomputed in backward rather than kept
         return y
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        self._require_forward(self._cache)
-        x, scale, power = self._cache
+        x, scale, power = self._saved_for_backward()
         self._check_grad(dy, x.shape, x.dtype)
         dx = xp.empty_like(x)
         two_alpha_beta = x.dtype.type(2.0 * self.alpha * self.beta)

@@ -1,4 +1,4 @@
-"""Max-pooling with overlapping windows: AlexNet's 3x3 windows at stride 2 ([P] §3.4).
+"""Max-pooling with overlapping windows: AlexNet's 3x3 windows at stride 2 (the paper, §3.4).
 
 Shapes::
 
@@ -19,7 +19,10 @@ instead of ``+=`` would pass tests with 2×2/2 pooling and fail silently with Al
 Non-finite inputs follow PyTorch: ±inf compare like any other value, and a NaN makes its window's output
 NaN and takes the window's gradient (the last NaN in row-major order, if there are several). One corner
 differs: in a window of nothing but −inf and padding, the first entry wins, and if that is padding the
-window's gradient is dropped (PyTorch gives it to the first real −inf).
+window's gradient is dropped (PyTorch gives it to the first real −inf). The NaN rule costs one check of the
+whole output per forward (a single reduction, and on a GPU a single synchronisation), and a second pass
+over the offsets only when a NaN is there. The window-by-window loop version is
+:func:`minialex.reference.maxpool2d_forward` / :func:`~minialex.reference.maxpool2d_backward`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import numpy as np
 from minialex._engine import parallel
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer
-from minialex.layers.im2col import IntPair, conv_output_size, pad_spatial, pair
+from minialex.layers.base import Array, Layer, Shape
+from minialex.layers.im2col import IntPair, pad_spatial, pair, window_output_size
 
 
 def _empty_like_layout(a: Array, shape: tuple[int, int, int, int], dtype: Any) -> Array:
@@ -48,46 +51,34 @@ class MaxPool2d(Layer):
 
     def __init__(self, kernel_size: IntPair = 3, stride: IntPair | None = 2, padding: IntPair = 0) -> None:
         super().__init__()
-        self.kernel_size = pair(kernel_size, "MaxPool2d: kernel_size")
-        self.stride = pair(stride if stride is not None else kernel_size, "MaxPool2d: stride")
-        self.padding = pair(padding, "MaxPool2d: padding")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
-            raise LayerInputError(
-                f"MaxPool2d: kernel_size and stride must be >= 1 and padding >= 0, got "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-            )
+        self.kernel_size = pair(kernel_size, "MaxPool2d: kernel_size", low=1)
+        self.stride = pair(stride if stride is not None else kernel_size, "MaxPool2d: stride", low=1)
+        self.padding = pair(padding, "MaxPool2d: padding", low=0)
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
         if 2 * ph > kh or 2 * pw > kw:
             raise LayerInputError(
                 f"MaxPool2d: padding {self.padding} must be at most half the kernel {self.kernel_size}"
             )
         if kh * kw > 255:
             raise LayerInputError(f"MaxPool2d: kernel {kh}x{kw} has more than 255 offsets; the argmax is kept in uint8")
-        self._cache: tuple[Array, tuple[int, ...], np.dtype] | None = None
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}" + (
             f", padding={self.padding}" if self.padding != (0, 0) else ""
         )
 
-    def output_shape(self, input_shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    def output_shape(self, input_shape: Shape) -> Shape:
         """(N, C, OH, OW) for an input of shape (N, C, H, W)."""
-        n, c, h, w = input_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return n, c, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+        shape = self._check_shape(input_shape, 4, "(N, C, H, W)")
+        return (*shape[:2], *window_output_size(self.name, shape, self.kernel_size, self.stride, self.padding))
 
     def _offsets(self) -> list[tuple[int, int]]:
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
 
     def forward(self, x: Array) -> Array:
-        self._check_ndim(x, 4, "(N, C, H, W)")
+        self._check_float(x)
         n, c, oh, ow = self.output_shape(x.shape)
-        if oh < 1 or ow < 1:
-            raise LayerInputError(
-                f"{self.name}: kernel {self.kernel_size} is larger than the padded input "
-                f"{x.shape[2] + 2 * self.padding[0]}x{x.shape[3] + 2 * self.padding[1]} (input shape {tuple(x.shape)})"
-            )
         (sh, sw), (ph, pw) = self.stride, self.padding
         xpad = pad_spatial(x, ph, pw, value=-np.inf)
         y = _empty_like_layout(x, (n, c, oh, ow), x.dtype)
@@ -104,18 +95,16 @@ class MaxPool2d(Layer):
                 xp.maximum(ys, window_pixels, out=ys)  # NaN propagates, as in PyTorch
                 # Offsets grow, so the last offset that won is the largest: a max instead of a where.
                 xp.maximum(am, xp.multiply(wins, np.uint8(o), dtype=xp.uint8), out=am)
-            if xp.isnan(ys).any():  # rare: only then pay for PyTorch's NaN rule (the last NaN takes the gradient)
-                for o, (i, j) in enumerate(offsets):
-                    window_pixels = xpad[n0:n1, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
-                    xp.copyto(am, np.uint8(o), where=xp.isnan(window_pixels))
 
         parallel.split(images, n, y.size)
-        self._cache = (argmax, tuple(x.shape), x.dtype)
+        if xp.isnan(y).any():  # rare: only then pay for PyTorch's NaN rule (the last NaN takes the gradient)
+            for o, (i, j) in enumerate(offsets):
+                xp.copyto(argmax, np.uint8(o), where=xp.isnan(xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]))
+        self._saved = (argmax, tuple(x.shape), x.dtype)
         return y
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        self._require_forward(self._cache)
-        argmax, x_shape, dtype = self._cache
+        argmax, x_shape, dtype = self._saved_for_backward()
         self._check_grad(dy, argmax.shape, dtype)
         n, c, h, w = x_shape
         _, _, oh, ow = argmax.shape

@@ -4,31 +4,36 @@
 >>> model = alexnet("mini")            # 1×28×28 digits, 10 classes
 >>> print(model.summary())             # per-layer shapes, parameters, MACs and FLOPs
 
-See :mod:`minialex.models.variants` for the variants and their initialisation.
+* :mod:`~minialex.models.variants`: the four variants, declared as data (:class:`Variant`, :data:`REGISTRY`);
+* :mod:`~minialex.models.build`: :func:`alexnet`, which assembles one with each weight drawn once, and the
+  initialisation schemes;
+* :mod:`~minialex.models.summary`: the per-layer table; :mod:`~minialex.models.pretrained`: torchvision weights.
 """
 
+from minialex.models.build import AlexNet, alexnet, signal_ratio
 from minialex.models.pretrained import TORCHVISION_NAMES, load_torchvision_safetensors
 from minialex.models.summary import LayerRow, layer_table
 from minialex.models.variants import (
     INITS,
     MINI_WIDTHS,
+    REGISTRY,
     VARIANTS,
-    AlexNet,
-    alexnet,
-    initialise,
-    signal_ratio,
+    ConvStage,
+    Variant,
     variant_defaults,
 )
 
 __all__ = [
     "INITS",
     "MINI_WIDTHS",
+    "REGISTRY",
     "TORCHVISION_NAMES",
     "VARIANTS",
     "AlexNet",
+    "ConvStage",
     "LayerRow",
+    "Variant",
     "alexnet",
-    "initialise",
     "layer_table",
     "load_torchvision_safetensors",
     "signal_ratio",

@@ -8,20 +8,19 @@ Both keep their state as a JSON-able dict (``state_dict``/``load_state_dict``) f
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
-
+from minialex import validate
 from minialex.errors import CheckpointError, ConfigError
-from minialex.optim.sgd import SGD, _number
+from minialex.optim.sgd import SGD
 
 
 class ReduceLROnPlateau:
     """The paper's schedule: divide the learning rate by 10 when the validation error stops improving.
 
     "The heuristic which we followed was to divide the learning rate by 10 when the validation error rate
-    stopped improving with the current learning rate ... reduced three times prior to termination" ([P] §5).
+    stopped improving with the current learning rate ... reduced three times prior to termination" (the
+    paper, §5).
 
     After each epoch call ``step(metric)`` with the validation error (``mode="min"``) or accuracy
     (``mode="max"``). An epoch *improves* when its metric beats the best so far by more than
@@ -41,14 +40,11 @@ class ReduceLROnPlateau:
         threshold: float = 0.0,
     ) -> None:
         self.optimizer = optimizer
-        self.factor = _number(factor, "ReduceLROnPlateau: factor", 0.0, 1.0, low_open=True)
-        for what, value in (("patience", patience), ("max_reductions", max_reductions)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ConfigError(f"ReduceLROnPlateau: {what} must be a non-negative integer, got {value!r}")
-        if mode not in ("min", "max"):
-            raise ConfigError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        self.patience, self.max_reductions, self.mode = int(patience), int(max_reductions), mode
-        self.threshold = _number(threshold, "ReduceLROnPlateau: threshold", 0.0)
+        self.factor = _factor(factor, "ReduceLROnPlateau: factor")
+        self.patience = validate.integer(patience, "ReduceLROnPlateau: patience", low=0)
+        self.max_reductions = validate.integer(max_reductions, "ReduceLROnPlateau: max_reductions", low=0)
+        self.mode = validate.choice(mode, "ReduceLROnPlateau: mode", ("min", "max"))
+        self.threshold = validate.number(threshold, "ReduceLROnPlateau: threshold", low=0.0)
         self.best: float | None = None
         self.bad_epochs = 0
         self.num_reductions = 0
@@ -66,7 +62,7 @@ class ReduceLROnPlateau:
         """Record one epoch's ``metric``; returns True when the learning rate was reduced."""
         if metric is None:
             raise ConfigError("ReduceLROnPlateau.step: needs the epoch's validation metric, got None")
-        value = _number(metric, "ReduceLROnPlateau.step: metric", -math.inf)
+        value = validate.number(metric, "ReduceLROnPlateau.step: metric")
         self.epochs += 1
         if self._improves(value):
             self.best, self.bad_epochs = value, 0
@@ -137,11 +133,9 @@ class StepLR:
     """
 
     def __init__(self, optimizer: SGD, step_size: int, gamma: float = 0.1) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or step_size < 1:
-            raise ConfigError(f"StepLR: step_size must be a positive integer (epochs), got {step_size!r}")
         self.optimizer = optimizer
-        self.step_size = int(step_size)
-        self.gamma = _number(gamma, "StepLR: gamma", 0.0, 1.0, low_open=True)
+        self.step_size = validate.integer(step_size, "StepLR: step_size (epochs)", low=1)
+        self.gamma = _factor(gamma, "StepLR: gamma")
         self.base_lr = optimizer.lr
         self.epochs = 0
 
@@ -176,6 +170,11 @@ class StepLR:
 
     def __repr__(self) -> str:
         return f"StepLR(step_size={self.step_size}, gamma={self.gamma:g})"
+
+
+def _factor(value: Any, what: str) -> float:
+    """A multiplier of the learning rate: a number in (0, 1)."""
+    return validate.number(value, what, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _check_schedule_state(state: Any, kind: str, source: str) -> None:
