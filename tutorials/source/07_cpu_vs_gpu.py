@@ -244,7 +244,7 @@ print(
 # | GEMM | OpenBLAS/MKL on a few cores | cuBLAS on thousands of GPU cores |
 # | execution | synchronous: a call returns when done | **asynchronous**: a call queues a kernel and returns at once |
 # | per-operation cost | a few µs of Python and NumPy overhead | a few µs of Python plus a kernel launch |
-# | memory-bound passes (copies, ReLU, LRN, pooling) | single-threaded in NumPy | fast, but a larger share of the step |
+# | memory-bound passes (copies, ReLU, LRN, pooling) | one core per NumPy call; minialex splits the large ones (im2col, col2im, LRN, pooling) over a few threads | bandwidth-bound too, on a much wider memory bus; their share of the step is what a GPU run would measure |
 # | data | already in host memory | must cross PCIe; minialex sends `uint8` batches (4× fewer bytes) and converts on the device |
 # | custom kernels | NumPy twin | `ElementwiseKernel`s where generic code would launch many kernels (e.g. the SGD update) |
 # | random numbers | host generator | a device generator seeded from the host one: same seed, different numbers |
