@@ -601,9 +601,9 @@ print(
 # 256 digits in a narrow network are not the paper's regime of 60 million parameters. A regulariser is judged on
 # the validation curve of the run you actually make, not on its reputation.
 # Weight decay's share is computed, not guessed, in the last two lines: at $\lambda\varepsilon = 5\cdot10^{-6}$ per
-# step it is invisible in a run of a hundred steps, and decisive over the paper's 844 thousand, where a weight that no
-# gradient holds up would shrink to under 2 % of its size (the last line printed). It is a long-run pressure towards small weights, which the
-# paper found also lowered the *training* error.
+# step it is invisible in a run of a hundred steps, and decisive over the paper's 844 thousand, where a weight
+# that no gradient holds up would shrink to under 2 % of its size (the last line printed). It is a long-run
+# pressure towards small weights, which the paper found also lowered the *training* error.
 #
 # ## 6.9 What the first layer learned
 #
