@@ -210,7 +210,7 @@ def test_the_site_builds_strictly(tmp_path):
         env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for page in ("index.html", "tutorials/01_chain_rule.html", "api/layers.html", "benchmarks/README.html"):
+    for page in ("index.html", "tutorials/01_chain_rule.html", "api/layers.html", "benchmarks/index.html"):
         assert (tmp_path / "site" / page).is_file(), page
     layers = (tmp_path / "site" / "api" / "layers.html").read_text(encoding="utf-8")
     assert "minialex.layers.conv" in layers and "col2im" in layers
