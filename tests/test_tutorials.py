@@ -45,8 +45,19 @@ def _summary(nb) -> list[tuple[str, str, list[str]]]:
     return [(cell.cell_type, cell.source, list(cell.metadata.get("tags", []))) for cell in nb.cells]
 
 
+FIRST_SEVEN = [
+    "01_chain_rule",
+    "02_convolution_as_gemm",
+    "03_relu_pool_dropout",
+    "04_local_response_norm",
+    "05_assembling_alexnet",
+    "06_training",
+    "07_cpu_vs_gpu",
+]
+
+
 def test_every_notebook_has_its_source_solutions_and_readme_entry():
-    assert len(SOURCES) == 7, f"expected the 7 tutorial sources in {build.SOURCE_DIR}, found {NAMES}"
+    assert NAMES[:7] == FIRST_SEVEN, f"expected the seven core tutorials first in {build.SOURCE_DIR}, found {NAMES}"
     committed = sorted(path.stem for path in TUTORIALS.glob("*.ipynb"))
     assert committed == NAMES, "every tutorials/source/NN_*.py has its tutorials/NN_*.ipynb and vice versa"
     readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
@@ -143,6 +154,8 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     """(checker, description, wrong function, a phrase the verdict must contain)."""
     import numpy as np
 
+    from minialex.exercises.lrn import lrn_backward_variant
+
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
     s4, s5 = _solution("04_local_response_norm"), _solution("05_assembling_alexnet")
     s6, s7 = _solution("06_training"), _solution("07_cpu_vs_gpu")
@@ -204,6 +217,57 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         b = s4["lrn_forward"](a, size, alpha, beta, k)
         return dy * b / a
 
+    def conv_forward_no_bias(x, w, b, stride, padding, groups):
+        return s2["conv_forward_naive"](x, w, 0 * b, stride, padding, groups)
+
+    def conv_forward_flipped(x, w, b, stride, padding, groups):
+        return s2["conv_forward_naive"](x, w[:, :, ::-1, ::-1], b, stride, padding, groups)
+
+    def conv_forward_groups_ignored(x, w, b, stride, padding, groups):
+        return s2["conv_forward_naive"](x, w, b, stride, padding, 1)
+
+    def conv_backward_assign(x, w, dy, stride, padding, groups):
+        """dx with '=' where overlapping windows must add (dw and db right)."""
+        n, _, h, wd = x.shape
+        c_out, c_group, kh, kw = w.shape
+        per_group = c_out // groups
+        dxpad = np.zeros((n, x.shape[1], h + 2 * padding, wd + 2 * padding))
+        for i in range(n):
+            for r in range(dy.shape[2]):
+                for q in range(dy.shape[3]):
+                    rows, cols = slice(r * stride, r * stride + kh), slice(q * stride, q * stride + kw)
+                    for g in range(groups):
+                        filters = range(g * per_group, (g + 1) * per_group)
+                        window = sum(dy[i, o, r, q] * w[o] for o in filters)
+                        dxpad[i, g * c_group : (g + 1) * c_group, rows, cols] = window
+        _, dw, db = s2["conv_backward_naive"](x, w, dy, stride, padding, groups)
+        return dxpad[:, :, padding : padding + h, padding : padding + wd], dw, db
+
+    def conv_backward_db_mean(x, w, dy, stride, padding, groups):
+        dx, dw, _ = s2["conv_backward_naive"](x, w, dy, stride, padding, groups)
+        return dx, dw, dy.mean(axis=(0, 2, 3))
+
+    def conv_backward_groups_ignored(x, w, dy, stride, padding, groups):
+        dx, dw, db = s2["conv_backward_naive"](x, w, dy, stride, padding, groups)
+        if groups > 1:  # every filter's gradient taken from the first group's channels
+            xs = np.repeat(x[:, : w.shape[1]], groups, axis=1)
+            dw = s2["conv_backward_naive"](xs, w, dy, stride, padding, groups)[1]
+        return dx, dw, db
+
+    def conv_backward_not_cropped(x, w, dy, stride, padding, groups):
+        dx, dw, db = s2["conv_backward_naive"](x, w, dy, stride, padding, groups)
+        return np.pad(dx, ((0, 0), (0, 0), (padding, padding), (padding, padding))), dw, db
+
+    def lrn_backward_unmirrored(a, dy, size, alpha, beta, k):
+        return lrn_backward_variant(a, dy, size, alpha, beta, k, mirrored=False)
+
+    def lrn_backward_alpha_over_n(a, dy, size, alpha, beta, k):
+        return s4["lrn_backward"](a, dy, size, alpha / size, beta, k)
+
+    def sgd_pytorch_buffer(w, v, grad, lr, momentum, weight_decay):
+        buf = momentum * v + grad + weight_decay * w  # PyTorch: b <- mu b + g + lambda w ; w <- w - lr b
+        return w - lr * buf, buf
+
     def linear_db_not_summed(x, weight, dy):
         dx, dw, _ = s1["linear_backward"](x, weight, dy)
         return dx, dw, dy.mean(axis=0)
@@ -248,6 +312,13 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_linear_backward", "dW transposed", lambda x, w, dy: (dy @ w, x.T @ dy, dy.sum(0)), "shape"),
         ("check_softmax_ce_backward", "no 1/N", softmax_ce_no_mean, "N times too large"),
         ("check_softmax_ce_backward", "naive exp", softmax_ce_unstable, "maximum before exp"),
+        ("check_conv_forward_naive", "no bias", conv_forward_no_bias, "forgot the bias"),
+        ("check_conv_forward_naive", "flipped kernel", conv_forward_flipped, "cross-correlation"),
+        ("check_conv_forward_naive", "groups ignored", conv_forward_groups_ignored, "its group"),
+        ("check_conv_backward_naive", "= instead of +=", conv_backward_assign, "never assign"),
+        ("check_conv_backward_naive", "db averaged", conv_backward_db_mean, "You averaged"),
+        ("check_conv_backward_naive", "groups ignored in dw", conv_backward_groups_ignored, "its group"),
+        ("check_conv_backward_naive", "padding not cut off", conv_backward_not_cropped, "cut the padding off"),
         ("check_im2col", "rows (i, j, c)", im2col_wrong_row_order, "row order"),
         ("check_col2im", "= instead of +=", col2im_assign, "+="),
         ("check_relu_backward", "writes into dy", relu_in_place, "modified"),
@@ -255,7 +326,9 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_maxpool_backward", "= instead of +=", maxpool_assign, "+="),
         ("check_maxpool_backward", "last maximum on ties", maxpool_last_max, "first maximum"),
         ("check_lrn_forward", "alpha / n", lrn_alpha_over_n, "PyTorch"),
-        ("check_lrn_backward", "first term only", lrn_first_term_only, "differs"),
+        ("check_lrn_backward", "first term only", lrn_first_term_only, "second term"),
+        ("check_lrn_backward", "window not mirrored", lrn_backward_unmirrored, "mirrored"),
+        ("check_lrn_backward", "alpha / n", lrn_backward_alpha_over_n, "divided α by n"),
         ("check_conv_cost", "no bias", conv_cost_no_bias, "bias"),
         (
             "check_conv_cost",
@@ -266,6 +339,7 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_pool5_side", "rounds instead of flooring", pool5_side_rounding, "expected"),
         ("check_sgd_paper_step", "decay not times lr", sgd_decay_not_scaled, "scaled by the learning rate"),
         ("check_sgd_paper_step", "updates in place", sgd_in_place, "modified"),
+        ("check_sgd_paper_step", "PyTorch's buffer", sgd_pytorch_buffer, "PyTorch's buffer"),
         ("check_confusion_matrix", "transposed", confusion_transposed, "Rows are the true class"),
         ("check_im2col_bytes", "padding ignored", im2col_bytes_no_padding, "real buffer"),
         ("check_gemm_intensity", "MACs, not FLOPs", intensity_macs, "2 FLOPs per multiply-add"),

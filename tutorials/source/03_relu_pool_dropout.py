@@ -11,7 +11,7 @@
 # * **dropout** (§4.2) is random, and the paper scales at *test* time while every modern library scales at
 #   *training* time ("inverted" dropout).
 #
-# Prerequisites: notebooks 1 and 2. Reading time: about 20 minutes.
+# Prerequisites: notebooks 1 and 2. Reading time: about 25 minutes.
 
 # %%
 import matplotlib.pyplot as plt
@@ -128,11 +128,10 @@ dx = pool.backward(dy)
 def maxpool_backward_assign(x, dy, k, s):
     """The classic bug: `=` where it must be `+=`."""
     dx = np.zeros_like(x)
-    for r in range(dy.shape[2]):
-        for c in range(dy.shape[3]):
-            window = x[0, 0, r * s : r * s + k, c * s : c * s + k]
-            i, j = np.unravel_index(np.argmax(window), window.shape)
-            dx[0, 0, r * s + i, c * s + j] = dy[0, 0, r, c]  # should be +=
+    for n, c, r, q in np.ndindex(*dy.shape):
+        window = x[n, c, r * s : r * s + k, q * s : q * s + k]
+        i, j = np.unravel_index(np.argmax(window), window.shape)
+        dx[n, c, r * s + i, q * s + j] = dy[n, c, r, q]  # should be +=
     return dx
 
 
@@ -176,6 +175,37 @@ print("finite differences on the constant image:\n", numeric[0, 0])
 errs = check_layer(MaxPool2d(3, 2), tie_free((2, 3, 9, 9)))
 print("MaxPool2d(3, 2) on tie-free input:", errs)
 
+# %% [markdown]
+# ### Break it, and watch the check fail
+#
+# The printout above shows the `=` bug on one hand-made image. Would the gradient check of notebook 1 have caught it
+# on its own? Wrap the buggy backward in a layer and check it on tie-free input, with non-overlapping windows
+# ($2\times2$ at stride 2, the classic textbook setting) and with AlexNet's overlapping ones:
+
+
+# %%
+class MaxPoolAssignBug(MaxPool2d):
+    """MaxPool2d whose backward writes `dx[winner] = dy` instead of adding."""
+
+    def forward(self, x):
+        self.x_seen = x
+        return super().forward(x)
+
+    def backward(self, dy, need_input_grad=True):
+        return maxpool_backward_assign(self.x_seen, dy, self.kernel_size[0], self.stride[0])
+
+
+for k, s in [(2, 2), (3, 2)]:
+    for layer in (MaxPool2d(k, s), MaxPoolAssignBug(k, s)):
+        err = check_layer(layer, tie_free((2, 3, 9, 9)))["x"]
+        print(
+            f"{type(layer).__name__:16s} {k}x{k} stride {s}: error {err:.1e} -> {'passes' if err < 1e-6 else 'FAILS'}"
+        )
+
+# %% [markdown]
+# With $2\times2$ windows the bug is invisible to the check, because no pixel can win two windows. This is why
+# minialex's tests check pooling with overlapping windows, and why the exercise's grader does too.
+#
 # %% [markdown]
 # How does minialex find the winners without a Python loop over windows? For each of the $k^2$ offsets
 # $(i, j)$ in a window, the pixels at that offset in all windows form one strided slice, `x[:, :, i::s, j::s]`. A
@@ -252,7 +282,8 @@ plt.show()
 # Are the two versions the same network? Take a layer $h$ followed by dropout and a linear layer $W$. Train the
 # paper's version with weights $W$, or the inverted version with $W' = (1-p)\,W$: for any mask $m$ the next layer
 # receives exactly the same numbers, $W(m\odot h) = W'(m\odot h/(1-p))$, and at test time
-# $W\,(1-p)h = W' h$. The two differ only by a constant factor on one weight matrix, which training absorbs.
+# $W\,(1-p)h = W' h$. So the two compute the same functions: for **what the network computes** they are
+# equivalent, up to a constant factor on one weight matrix.
 
 # %%
 h = rng.standard_normal((4, 8))
@@ -262,6 +293,34 @@ inverted_fc.params["bias"][...] = paper_fc.params["bias"]
 mask = rng.random(h.shape) >= 0.5
 print("training, same mask:", np.allclose(paper_fc.forward(h * mask), inverted_fc.forward(h * mask / 0.5)))
 print("test time:          ", np.allclose(paper_fc.forward(0.5 * h), inverted_fc.forward(h)))
+
+# %% [markdown]
+# They are **not** equivalent for training with the same hyper-parameters. The next layer's input is $1/(1-p)$
+# times larger in the inverted version, so its weight gradient is too,
+# $\partial L/\partial W' = \partial L/\partial W \,/\,(1-p)$, while its weights, for the same function, are
+# $(1-p)$ times smaller. One SGD step of rate $\varepsilon$ on $W'$, measured in the paper's units
+# $W = W'/(1-p)$, therefore moves $W$ by $\varepsilon/(1-p)^2$ times the gradient: with $p = 0.5$, **four times**
+# the paper's step on that layer. The weight decay step $-\lambda\varepsilon W'$ is the same fraction of the weight
+# in both. So switching conventions with the learning rate, weight decay and initial scale left unchanged is a
+# different training run: drawn from the same initial distribution, the inverted network's layer after each dropout
+# effectively starts with weights twice as large ($W = W'/(1-p)$), and it learns at an effectively 4× higher rate.
+# The cell takes one step on each, in the equivalent parametrisation above, with the same upstream gradient and the
+# same mask:
+
+# %%
+dz = rng.standard_normal((4, 3))  # the same upstream gradient for both
+paper_fc.forward(h * mask)
+paper_fc.backward(dz)
+inverted_fc.forward(h * mask / 0.5)
+inverted_fc.backward(dz)
+lr = 0.1
+step_paper = -lr * paper_fc.grads["weight"]  # the change of W
+step_inverted_in_paper_units = -lr * inverted_fc.grads["weight"] / 0.5  # the change of W' / (1 - p)
+ratio = step_inverted_in_paper_units / step_paper
+print(
+    f"one step of rate {lr}, in the paper's units: inverted / paper = {ratio.min():.3f} .. {ratio.max():.3f}"
+    f"  (1 / (1 - p)^2 = {1 / 0.5**2:g})"
+)
 
 # %% [markdown]
 # A random layer is checked as the fixed function it is for one mask: `check_layer(..., seed=s)` re-seeds
@@ -276,8 +335,12 @@ print("Dropout(0.5):", check_layer(Dropout(0.5), rng.standard_normal((4, 10)), s
 # * ReLU's backward is a mask; gradient checks must keep inputs away from the kink (`tie_free`).
 # * Max-pool's backward routes each gradient to its window's winner and **adds** where overlapping windows share a
 #   winner; ties go to the first maximum in row-major order, as in PyTorch.
-# * Dropout: the paper scales by $1-p$ at test time, minialex by $1/(1-p)$ during training; the networks are
-#   equivalent up to a constant factor on the next layer's weights.
+# * Dropout: the paper scales by $1-p$ at test time, minialex by $1/(1-p)$ during training. The two compute the
+#   same functions (up to a factor $1-p$ on the next layer's weights) but do not train the same with the same
+#   hyper-parameters: the inverted convention makes the next layer's effective learning rate $1/(1-p)^2$ times
+#   larger.
+# * A bug in a backward pass can hide from a gradient check that does not exercise it: `=` for `+=` in max-pool
+#   passes every check with non-overlapping windows.
 #
 # **Next:** [4. Local response normalisation](04_local_response_norm.ipynb), the one AlexNet layer whose backward
 # pass needs real calculus.

@@ -5,16 +5,19 @@
 #
 # AlexNet normalises the outputs of conv1 and conv2 (after the ReLU) across neighbouring channels: a strongly
 # active feature map damps its neighbours at the same pixel, a form of "lateral inhibition" (§3.3). It cut the
-# paper's top-1 error by 1.4 %. Later networks dropped it for batch normalisation, but it is the one AlexNet layer
+# paper's top-1 error by 1.4 %. Two years later VGG (Simonyan & Zisserman, 2014) reported that it did not improve
+# their much deeper networks while costing memory and time, and dropped it; batch normalisation (2015) came after
+# that, as a different kind of normalisation altogether. LRN is still worth studying: it is the one AlexNet layer
 # whose backward pass needs genuine calculus, and the one whose constants are most often copied wrong.
 #
 # You will:
 # 1. read the paper's formula and see what it does to a vector of channels;
 # 2. derive the backward pass step by step, and implement forward and backward yourself;
 # 3. see why a test with the paper's tiny $\alpha$ cannot catch a wrong window;
-# 4. meet the $\alpha$ vs $\alpha/n$ trap: PyTorch's and Caffe's LRN are *not* the paper's with the same numbers.
+# 4. plant the classic backward bug (a window that is not mirrored) and see which gradient checks catch it;
+# 5. meet the $\alpha$ vs $\alpha/n$ trap: PyTorch's and Caffe's LRN are *not* the paper's with the same numbers.
 #
-# Prerequisites: notebook 1. Reading time: about 25 minutes.
+# Prerequisites: notebook 1. Reading time: about 30 minutes.
 
 # %%
 import matplotlib.pyplot as plt
@@ -150,8 +153,8 @@ exercises.check_lrn_backward(lrn_backward)
 # With $\alpha = 10^{-4}$ and inputs of order 1 (what a unit test usually feeds), $\alpha\sum a_j^2 \approx 5\cdot
 # 10^{-4}$ is nothing next to $k = 2$: the layer is almost $b = a / 2^{0.75}$, whatever the window. A layer whose
 # window is off by one (here: channels $i-2 \dots i+1$, a bug that even-size handling easily introduces) then agrees
-# with the correct one to a few parts in $10^5$, inside the tolerance of many a test. With $\alpha = 1$ the same bug
-# is an order-one error:
+# with the correct one to about one part in $10^4$ (the first line the cell prints), inside the tolerance of many a
+# forward-pass test. With $\alpha = 1$ the same bug is an order-one error:
 
 
 # %%
@@ -178,6 +181,50 @@ for size in (5, 4, 3):
     errs = check_layer(layer, rng.standard_normal((2, 7, 3, 3)))
     print(f"LocalResponseNorm(size={size}, alpha=0.5): error {errs['x']:.1e}  ->  below 1e-6: {errs['x'] < 1e-6}")
 
+# %% [markdown]
+# ### Break it, and watch the check fail
+#
+# The most common LRN backward bug is in step 5: summing $t_i = g_i b_i / s_i$ over the window $W(m)$ itself
+# instead of the mirrored set $\{i : m \in W(i)\}$. For an odd size the two are the same set ($m \pm 2$), so the
+# bug is invisible; for an even size the window is lopsided (one more channel before $i$ than after) and the
+# mirror image differs. Here is the layer with that bug planted, checked at odd and even sizes, with the paper's
+# tiny $\alpha$ and with a large one:
+
+
+# %%
+def channel_window_sum(t, before, after):
+    """out[:, i] = sum of t[:, j] for j in [i - before, i + after], clipped to the channels."""
+    c = t.shape[1]
+    return np.stack([t[:, max(0, i - before) : i + after + 1].sum(axis=1) for i in range(c)], axis=1)
+
+
+class LRNUnmirroredBug(LocalResponseNorm):
+    """The paper's LRN whose backward sums over W(m) instead of {i : m in W(i)}."""
+
+    def forward(self, a):
+        self.a_seen = a
+        return super().forward(a)
+
+    def backward(self, dy, need_input_grad=True):
+        a, before, after = self.a_seen, self.size // 2, (self.size - 1) // 2
+        s = self.k + self.alpha * channel_window_sum(a * a, before, after)
+        t = dy * a * s ** (-self.beta - 1)
+        window_of_m = channel_window_sum(t, before, after)  # the bug: should be (after, before), the mirror image
+        return dy * s**-self.beta - 2 * self.alpha * self.beta * a * window_of_m
+
+
+x = rng.standard_normal((2, 7, 3, 3))
+for size in (5, 4):
+    for alpha in (1e-4, 0.5):
+        err = check_layer(LRNUnmirroredBug(size=size, alpha=alpha, beta=0.75, k=1.0), x)["x"]
+        print(f"size {size}, alpha {alpha:6g}: error {err:.1e} -> {'passes' if err < 1e-6 else 'FAILS'}")
+
+# %% [markdown]
+# Only an even size catches it, and the catch is loud only with a large $\alpha$; with $\alpha = 10^{-4}$ and
+# inputs of order 1 the error of the bug is small enough to slip under a loose tolerance (it is above the
+# project's $10^{-6}$ here only because the gradient check itself is good to $10^{-10}$). Both conditions are
+# why minialex's LRN tests, and the exercise's grader, use even and odd sizes and $\alpha$ between 0.2 and 1.
+#
 # %% [markdown]
 # ## 4.4 The $\alpha$ vs $\alpha/n$ trap
 #
