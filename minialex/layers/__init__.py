@@ -5,6 +5,7 @@ Every layer follows the protocol of :class:`~minialex.layers.base.Layer`: ``forw
 """
 
 from minialex.layers.base import Layer
+from minialex.layers.batchnorm import BatchNorm1d, BatchNorm2d
 from minialex.layers.container import Sequential
 from minialex.layers.conv import Conv2d
 from minialex.layers.dropout import Dropout
@@ -17,6 +18,8 @@ from minialex.layers.pool import MaxPool2d
 from minialex.layers.relu import ReLU
 
 __all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
     "Dropout",
     "Flatten",
