@@ -59,7 +59,7 @@ from minialex.errors import (
 from minialex.optim.sgd import CHUNK
 
 Array = Any
-ALGORITHM = "adam"
+KIND = "Adam"
 HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "epsilon_hat", "decay_biases")
 MOMENTS = ("m", "v")
 
@@ -312,9 +312,9 @@ class Adam:
 
     # -- state ----------------------------------------------------------------------------------------------
     def hyperparams(self) -> dict[str, Any]:
-        """The JSON-able part of the state: algorithm, lr, betas, eps, weight decay settings, form, step."""
+        """The JSON-able part of the state: kind ("Adam"), lr, betas, eps, weight decay settings, form, step."""
         return {
-            "algorithm": ALGORITHM,
+            "kind": KIND,
             "lr": self._lr,
             "betas": list(self.betas),
             "eps": self.eps,
@@ -334,11 +334,9 @@ class Adam:
         """Raise :class:`CheckpointError` if ``state`` is not an Adam state that fits this model; changes nothing."""
         if not isinstance(state, dict):
             raise CheckpointError(f"{source}: expected a dict, got {type(state).__name__}")
-        if state.get("algorithm") != ALGORITHM:
+        if state.get("kind") != KIND:
             hint = " (it holds SGD velocities)" if "velocity" in state else ""
-            raise CheckpointError(
-                f"{source}: expected an Adam state (algorithm 'adam'), got algorithm {state.get('algorithm')!r}{hint}"
-            )
+            raise CheckpointError(f"{source}: expected an Adam state (kind 'Adam'), got kind {state.get('kind')!r}{hint}")
         absent = [k for k in ("lr", *HYPERPARAMETERS, "step", *MOMENTS) if k not in state]
         if absent:
             raise CheckpointError(f"{source}: missing optimizer fields: {', '.join(absent)}")
