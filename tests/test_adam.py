@@ -431,11 +431,9 @@ def whole_array_adam(w, m, v, g, t, lr, beta1, beta2, eps, weight_decay=0.0, dec
     m += (g - m) * c(1 - beta1)
     v *= c(beta2)
     v += (g * g) * c(1 - beta2)
-    correction1, correction2 = 1 - beta1**t, 1 - beta2**t
-    if hat:
-        w -= (m / (np.sqrt(v) + c(eps))) * c(lr * math.sqrt(correction2) / correction1)
-    else:
-        w -= (m / (np.sqrt(v) / c(math.sqrt(correction2)) + c(eps))) * c(lr / correction1)
+    correction1, sqrt_correction2 = 1 - beta1**t, math.sqrt(1 - beta2**t)
+    eps_prime = eps if hat else eps * sqrt_correction2
+    w -= (m / (np.sqrt(v) + c(eps_prime))) * c(lr * sqrt_correction2 / correction1)
 
 
 @pytest.mark.parametrize(

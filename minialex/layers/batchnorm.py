@@ -35,6 +35,12 @@ The ``− ∂L/∂β`` term is the gradient through μ (forget it and the mean o
 ``− x̂_j·∂L/∂γ`` term the gradient through σ². In evaluation mode μ and σ² are constants:
 ∂L/∂x = γ·s_run·g, and ∂L/∂γ, ∂L/∂β are the same sums with x̂ = (x − μ_run)·s_run.
 
+What is kept for the backward pass: a reference to x and the per-channel μ and s, not x̂. The backward pass
+recomputes x − μ (one subtraction, bit for bit the forward's) instead of holding a second array of x's size,
+and both passes form the per-channel sums of products Σ(x − μ)² and Σ g·x̂ without a temporary
+(``numpy.vecdot``). The variance is always the two-pass Σ(x − μ)²/M, never E[x²] − μ², which cancels
+catastrophically in float32 when |μ| ≫ σ.
+
 Running statistics. Two conventions are in use, and their ``momentum`` means opposite things:
 
 =============  ========  =======  =============================================  ===================
@@ -96,16 +102,28 @@ def channel_sums(a: Array) -> Array:
     return a.sum(axis=2).sum(axis=0)
 
 
+_vecdot = getattr(xp, "vecdot", None)  # NumPy >= 2: dot products along the last axis, no temporary
+
+
+def channel_dots(a: Array, b: Array) -> Array:
+    """Σ over N and S of ``a·b`` for (N, C, S) arrays: (C,), without an (N, C, S) temporary where possible."""
+    if a.shape[2] == 1:
+        return (a[:, :, 0] * b[:, :, 0]).sum(axis=0)
+    if _vecdot is not None:
+        return _vecdot(a, b).sum(axis=0)
+    return xp.einsum("ncs,ncs->nc", a, b).sum(axis=0)
+
+
 @dataclass
 class _Cache:
-    """What the backward pass needs: the mode of the forward, x̂ (training) or x (evaluation), and s."""
+    """What the backward pass needs: the forward's mode, its input, and the μ and s it normalised with."""
 
     training: bool
     shape: tuple[int, ...]
     dtype: Any
-    values: Array  # x̂ (N, C, S) in training mode, x (N, C, S) in evaluation mode
-    inv_std: Array  # s (C,)
-    mean: Array | None  # μ_run (C,) in evaluation mode
+    x3: Array  # the input as (N, C, S): a reference, not a copy
+    mean: Array  # μ (C,): the batch's in training mode, the running one in evaluation mode
+    inv_std: Array  # s = 1/√(σ² + ε) (C,)
 
 
 class _BatchNorm(Layer):
@@ -184,45 +202,41 @@ class _BatchNorm(Layer):
     # -- forward ------------------------------------------------------------------------------------------
     def forward(self, x: Array) -> Array:
         x3 = self._check_input(x)
-        if self.training:
-            y3 = self._forward_batch_statistics(x, x3)
-        else:
-            y3 = self._forward_running_statistics(x, x3)
-        return y3.reshape(x.shape)
-
-    def _forward_batch_statistics(self, x: Array, x3: Array) -> Array:
-        """Normalise with the batch's μ and σ², keep x̂ and s, and update the running statistics."""
         n, channels, spread = x3.shape
         count = n * spread
-        if count < 2:
+        if self.training and count < 2:
             raise LayerInputError(
                 f"{self.name}: training mode needs at least 2 values per channel to compute a variance, got "
                 f"{count} (input shape {tuple(x.shape)}); use a larger batch, or call .eval() to use the "
                 "running statistics"
             )
         t = x3.dtype.type
-        xhat, y3 = xp.empty_like(x3), xp.empty_like(x3)  # the layout of x3
-        mean, var = xp.empty(channels, dtype=x3.dtype), xp.empty(channels, dtype=x3.dtype)
-        inv_std = xp.empty(channels, dtype=x3.dtype)
         gamma = self._gamma(x3.dtype)
+        y3 = xp.empty_like(x3)  # the layout of x3
+        if self.training:
+            mean, var = xp.empty(channels, dtype=x3.dtype), xp.empty(channels, dtype=x3.dtype)
+            inv_std = xp.empty(channels, dtype=x3.dtype)
+        else:
+            mean = self.buffers["running_mean"].copy()
+            inv_std = t(1) / xp.sqrt(self.buffers["running_var"] + t(self.eps))
 
         def block(c0: int, c1: int) -> None:  # channels c0..c1; threads take disjoint ranges
-            xs, hs, ys = x3[:, c0:c1], xhat[:, c0:c1], y3[:, c0:c1]
-            mu = channel_sums(xs) / t(count)
-            xp.subtract(xs, mu[:, None], out=hs)  # x − μ
-            xp.multiply(hs, hs, out=ys)  # (x − μ)², in y's memory for a moment
-            sigma2 = channel_sums(ys) / t(count)
-            s = t(1) / xp.sqrt(sigma2 + t(self.eps))
-            hs *= s[:, None]  # x̂
-            xp.multiply(hs, gamma[c0:c1, None], out=ys)
+            xs, ys = x3[:, c0:c1], y3[:, c0:c1]
+            if self.training:
+                mean[c0:c1] = channel_sums(xs) / t(count)
+            xp.subtract(xs, mean[c0:c1, None], out=ys)  # x − μ
+            if self.training:
+                var[c0:c1] = channel_dots(ys, ys) / t(count)  # the biased σ², from x − μ (two passes)
+                inv_std[c0:c1] = t(1) / xp.sqrt(var[c0:c1] + t(self.eps))
+            ys *= (gamma[c0:c1] * inv_std[c0:c1])[:, None]  # γ·x̂
             if self.affine:
                 ys += self.params["bias"][c0:c1, None]
-            mean[c0:c1], var[c0:c1], inv_std[c0:c1] = mu, sigma2, s
 
         parallel.split(block, channels, x3.size)
-        self._update_running_statistics(mean, var, count)
-        self._cache = _Cache(True, tuple(x.shape), x.dtype, xhat, inv_std, None)
-        return y3
+        if self.training:
+            self._update_running_statistics(mean, var, count)
+        self._cache = _Cache(self.training, tuple(x.shape), x.dtype, x3, mean, inv_std)
+        return y3.reshape(x.shape)
 
     def _update_running_statistics(self, mean: Array, var: Array, count: int) -> None:
         """running ← keep·running + new·batch, in place (the unbiased σ²·M/(M−1) for PyTorch's variance)."""
@@ -235,60 +249,37 @@ class _BatchNorm(Layer):
             running *= keep
             running += new * batch
 
-    def _forward_running_statistics(self, x: Array, x3: Array) -> Array:
-        """y = γ·(x − μ_run)·s_run + β with the running statistics; keeps x (a reference) for backward."""
-        t = x3.dtype.type
-        mean = self.buffers["running_mean"].copy()
-        inv_std = t(1) / xp.sqrt(self.buffers["running_var"] + t(self.eps))
-        scale = self._gamma(x3.dtype) * inv_std
-        y3 = xp.empty_like(x3)
-
-        def block(c0: int, c1: int) -> None:
-            ys = y3[:, c0:c1]
-            xp.subtract(x3[:, c0:c1], mean[c0:c1, None], out=ys)
-            ys *= scale[c0:c1, None]
-            if self.affine:
-                ys += self.params["bias"][c0:c1, None]
-
-        parallel.split(block, x3.shape[1], x3.size)
-        self._cache = _Cache(False, tuple(x.shape), x.dtype, x3, inv_std, mean)
-        return y3
-
     # -- backward -----------------------------------------------------------------------------------------
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         """dL/dx from dL/dy (see the module docstring); fills ``grads["weight"]`` and ``grads["bias"]``."""
         self._require_forward(self._cache)
         cache = self._cache
-        values = cache.values
+        x3 = cache.x3
         self._check_grad(dy, cache.shape, cache.dtype)
-        dy3 = dy.reshape(values.shape)
-        t = values.dtype.type
-        count = values.shape[0] * values.shape[2]
-        gamma = self._gamma(values.dtype)
-        dx3 = xp.empty_like(values)
+        dy3 = dy.reshape(x3.shape)
+        t = x3.dtype.type
+        count = x3.shape[0] * x3.shape[2]
+        gamma = self._gamma(x3.dtype)
+        dx3 = xp.empty_like(x3)
         dgamma, dbeta = xp.empty_like(cache.inv_std), xp.empty_like(cache.inv_std)
 
         def block(c0: int, c1: int) -> None:
-            g, out, s = dy3[:, c0:c1], dx3[:, c0:c1], cache.inv_std[c0:c1]
-            if cache.training:
-                xp.multiply(g, values[:, c0:c1], out=out)  # g·x̂
-            else:
-                xp.subtract(values[:, c0:c1], cache.mean[c0:c1, None], out=out)
-                out *= s[:, None]  # x̂ = (x − μ_run)·s_run
-                out *= g
-            db, dg = channel_sums(g), channel_sums(out)
+            g, out = dy3[:, c0:c1], dx3[:, c0:c1]
+            mean, s = cache.mean[c0:c1], cache.inv_std[c0:c1]
+            xp.subtract(x3[:, c0:c1], mean[:, None], out=out)  # x − μ, exactly as in the forward pass
+            db, dg = channel_sums(g), channel_dots(g, out) * s  # Σ g, Σ g·x̂
             dbeta[c0:c1], dgamma[c0:c1] = db, dg
             if not need_input_grad:
                 return
-            if cache.training:  # (γ·s/M)·(M·g − dβ − x̂·dγ)
-                xp.multiply(values[:, c0:c1], (-dg / t(count))[:, None], out=out)
+            if cache.training:  # (γ·s/M)·(M·g − dβ − x̂·dγ) = γ·s·(g − dβ/M − (x − μ)·s·dγ/M)
+                out *= (-s * dg / t(count))[:, None]
                 out += g
                 out -= (db / t(count))[:, None]
                 out *= (gamma[c0:c1] * s)[:, None]
-            else:  # γ·s_run·g
+            else:  # μ and σ² are constants: γ·s·g
                 xp.multiply(g, (gamma[c0:c1] * s)[:, None], out=out)
 
-        parallel.split(block, values.shape[1], values.size)
+        parallel.split(block, x3.shape[1], x3.size)
         if self.affine:
             self.grads["weight"], self.grads["bias"] = dgamma, dbeta
         return dx3.reshape(cache.shape) if need_input_grad else None

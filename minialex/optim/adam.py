@@ -31,10 +31,16 @@ Weight decay λ, two kinds (both as in PyTorch):
 Every parameter is decayed, as PyTorch does with every parameter it is given; ``decay_biases=False``
 skips those named ``*.bias`` (the paper's SGD rule, see :mod:`minialex.optim.sgd`).
 
+Both forms are computed as one: m̂/(√v̂ + ε) = (√(1 − β₂ᵗ)/(1 − β₁ᵗ))·m/(√v + ε·√(1 − β₂ᵗ)), so every step is
+θ ← θ − step_size·m/(√v + ε′) with step_size = α·√(1 − β₂ᵗ)/(1 − β₁ᵗ) and ε′ = ε·√(1 − β₂ᵗ) (or ε̂): the same
+number as the formula above with one division fewer.
+
 Updates are in place, in the parameter's dtype. On NumPy they run over chunks of
-:data:`~minialex.optim.sgd.CHUNK` elements with two reused scratch buffers, so no temporary as large as a
-parameter is made; on CuPy each parameter is one elementwise kernel compiled without fused multiply-adds,
-so that it rounds like the NumPy operations, one by one.
+:data:`~minialex.optim.sgd.CHUNK` elements through two scratch arrays of one chunk, so no temporary as large
+as a parameter is made and each chunk stays in cache for its dozen operations; parameters of a million
+elements or more are cut into ranges that run on several threads (:mod:`minialex._engine.parallel`). On CuPy
+each parameter is one elementwise kernel compiled without fused multiply-adds, so that it rounds like the
+NumPy operations, one by one.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from minialex import backend, validate
-from minialex._engine import workspace
+from minialex._engine import parallel
 from minialex.backend import xp
 from minialex.errors import (
     CheckpointError,
@@ -66,14 +72,13 @@ MOMENTS = ("m", "v")
 
 @dataclass(frozen=True)
 class _StepConstants:
-    """The scalars of one step, the same for every parameter (see :meth:`Adam.step`)."""
+    """The scalars of one step, the same for every parameter (see :meth:`Adam._constants`)."""
 
     one_minus_beta1: float
     beta2: float
     one_minus_beta2: float
-    sqrt_correction2: float  # √(1 − β₂ᵗ); 1 in the epsilon-hat form, where it is folded into step_size
-    eps: float
-    step_size: float  # α/(1 − β₁ᵗ), or α_t = α·√(1 − β₂ᵗ)/(1 − β₁ᵗ) in the epsilon-hat form
+    eps: float  # added to √v: ε·√(1 − β₂ᵗ) in the paper's form, ε̂ in the epsilon-hat form
+    step_size: float  # α·√(1 − β₂ᵗ)/(1 − β₁ᵗ)
     keep: float  # 1 − α·λ for decoupled decay, else 1
     l2: float  # λ for coupled decay, else 0
 
@@ -94,43 +99,46 @@ def _update(w: Array, m: Array, v: Array, g: Array, k: _StepConstants, s: Array,
     xp.multiply(g, g, out=s)
     s *= t(k.one_minus_beta2)
     v += s
-    xp.sqrt(v, out=s)  # √v̂ + ε = √v/√(1 − β₂ᵗ) + ε  (√v + ε̂ in the epsilon-hat form)
-    if k.sqrt_correction2 != 1.0:
-        s /= t(k.sqrt_correction2)
+    xp.sqrt(v, out=s)  # θ ← θ − step_size·m/(√v + eps)
     s += t(k.eps)
     xp.divide(m, s, out=s)
     s *= t(k.step_size)
     w -= s
 
 
-_kernels: dict[tuple[bool, bool, bool], Any] = {}
+def _update_range(w: Array, m: Array, v: Array, g: Array, k: _StepConstants, start: int, stop: int) -> None:
+    """:func:`_update` of the flat elements ``start..stop``, :data:`CHUNK` at a time, with this call's own scratch."""
+    scratch = xp.empty((2, min(CHUNK, stop - start)), dtype=w.dtype)  # private: threads run ranges at once
+    for a in range(start, stop, CHUNK):
+        b = min(a + CHUNK, stop)
+        _update(w[a:b], m[a:b], v[a:b], g[a:b], k, scratch[0, : b - a], scratch[1, : b - a])
+
+
+_kernels: dict[tuple[bool, bool], Any] = {}
 
 
 def _gpu_update(w: Array, m: Array, v: Array, g: Array, k: _StepConstants) -> None:
     """:func:`_update` as one CuPy kernel, the same operations in the same order, without fused multiply-adds."""
-    key = (k.keep != 1.0, bool(k.l2), k.sqrt_correction2 != 1.0)
+    key = (k.keep != 1.0, bool(k.l2))
     if key not in _kernels:
-        decoupled, coupled, corrected = key
+        decoupled, coupled = key
         body = [
             "T theta = w;",
             "theta = theta * keep;" if decoupled else "",
-            "T grad = g;" if not coupled else "T grad = theta * l2; grad = grad + g;",
+            "T grad = theta * l2; grad = grad + g;" if coupled else "T grad = g;",
             "m = m + (grad - m) * omb1;",
             "v = v * b2 + (grad * grad) * omb2;",
-            "T denom = sqrt(v);",
-            "denom = denom / sqrt_bc2;" if corrected else "",
-            "denom = denom + eps;",
-            "w = theta - (m / denom) * step;",
+            "w = theta - (m / (sqrt(v) + eps)) * step;",
         ]
         _kernels[key] = xp.ElementwiseKernel(
-            "T g, T omb1, T b2, T omb2, T sqrt_bc2, T eps, T step, T keep, T l2",
+            "T g, T omb1, T b2, T omb2, T eps, T step, T keep, T l2",
             "T w, T m, T v",
             " ".join(line for line in body if line),
             "minialex_adam_" + "".join("1" if flag else "0" for flag in key),
             options=("--fmad=false",),
         )
     t = w.dtype.type
-    scalars = (k.one_minus_beta1, k.beta2, k.one_minus_beta2, k.sqrt_correction2, k.eps, k.step_size, k.keep, k.l2)
+    scalars = (k.one_minus_beta1, k.beta2, k.one_minus_beta2, k.eps, k.step_size, k.keep, k.l2)
     _kernels[key](g, *(t(value) for value in scalars), w, m, v)
 
 
@@ -268,20 +276,16 @@ class Adam:
         return arrays
 
     def _constants(self, step: int, decays: bool) -> _StepConstants:
+        """The scalars of step t: m̂/(√v̂ + ε) = (√(1 − β₂ᵗ)/(1 − β₁ᵗ))·m/(√v + ε·√(1 − β₂ᵗ)), one division fewer."""
         beta1, beta2 = self.betas
-        correction1, correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-        if self.epsilon_hat:
-            sqrt_correction2, step_size = 1.0, self._lr * math.sqrt(correction2) / correction1
-        else:
-            sqrt_correction2, step_size = math.sqrt(correction2), self._lr / correction1
+        correction1, sqrt_correction2 = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
         decoupled = decays and self.decoupled_weight_decay
         return _StepConstants(
             one_minus_beta1=1.0 - beta1,
             beta2=beta2,
             one_minus_beta2=1.0 - beta2,
-            sqrt_correction2=sqrt_correction2,
-            eps=self.eps,
-            step_size=step_size,
+            eps=self.eps if self.epsilon_hat else self.eps * sqrt_correction2,
+            step_size=self._lr * sqrt_correction2 / correction1,
             keep=1.0 - self._lr * self.weight_decay if decoupled else 1.0,
             l2=self.weight_decay if decays and not self.decoupled_weight_decay else 0.0,
         )
@@ -295,20 +299,11 @@ class Adam:
             if backend.on_gpu:
                 _gpu_update(w, m, v, g, constants)
             elif w.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous:
-                self._update_in_chunks(w, m, v, g, constants)
+                flat = [a.reshape(-1) for a in (w, m, v, g)]  # views (g is copied only if it is not contiguous)
+                parallel.split(lambda a, b, flat=flat, k=constants: _update_range(*flat, k, a, b), w.size, w.size)
             else:  # arrays not made by minialex: the whole-array form, with temporaries of w's size
                 _update(w, m, v, g, constants, xp.empty_like(w), xp.empty_like(w))
         self.steps = step
-
-    @staticmethod
-    def _update_in_chunks(w: Array, m: Array, v: Array, g: Array, constants: _StepConstants) -> None:
-        flat = [a.reshape(-1) for a in (w, m, v, g)]  # views (g is copied only if it is not contiguous)
-        scratch = workspace.scratch("adam.chunk", (CHUNK,), w.dtype)
-        grad = workspace.scratch("adam.grad", (CHUNK,), w.dtype)
-        for start in range(0, w.size, CHUNK):
-            stop = min(start + CHUNK, w.size)
-            wc, mc, vc, gc = (a[start:stop] for a in flat)
-            _update(wc, mc, vc, gc, constants, scratch[: stop - start], grad[: stop - start])
 
     # -- state ----------------------------------------------------------------------------------------------
     def hyperparams(self) -> dict[str, Any]:
@@ -336,7 +331,9 @@ class Adam:
             raise CheckpointError(f"{source}: expected a dict, got {type(state).__name__}")
         if state.get("kind") != KIND:
             hint = " (it holds SGD velocities)" if "velocity" in state else ""
-            raise CheckpointError(f"{source}: expected an Adam state (kind 'Adam'), got kind {state.get('kind')!r}{hint}")
+            raise CheckpointError(
+                f"{source}: expected an Adam state (kind 'Adam'), got kind {state.get('kind')!r}{hint}"
+            )
         absent = [k for k in ("lr", *HYPERPARAMETERS, "step", *MOMENTS) if k not in state]
         if absent:
             raise CheckpointError(f"{source}: missing optimizer fields: {', '.join(absent)}")
