@@ -22,6 +22,7 @@ from helpers import TORCH_BOUND, dev, host, rel_diff
 
 import minialex
 from minialex import backend
+from minialex._engine import parallel
 from minialex.errors import CheckpointError, ConfigError, LayerInputError
 from minialex.layers import BatchNorm1d, Linear, Sequential, SoftmaxCrossEntropy
 from minialex.optim import CHUNK, SGD, Adam, AdamW, ReduceLROnPlateau, StepLR
@@ -442,9 +443,12 @@ def whole_array_adam(w, m, v, g, t, lr, beta1, beta2, eps, weight_decay=0.0, dec
     ids=["plain", "l2", "decoupled", "epsilon-hat"],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_chunked_update_equals_whole_array_update(dtype, settings):
-    """A parameter several chunks long, updated chunk by chunk, gives bit for bit the whole-array result."""
-    n = 3 * CHUNK + 123
+@pytest.mark.parametrize("n", [3 * CHUNK + 123, parallel.MIN_ELEMENTS + 5 * CHUNK + 7], ids=["chunks", "threads"])
+def test_chunked_update_equals_whole_array_update(n, dtype, settings):
+    """A parameter several chunks long, updated chunk by chunk (over threads when it has a million elements or
+    more), gives bit for bit the whole-array result."""
+    if n >= parallel.MIN_ELEMENTS and parallel.THREADS > 1:
+        assert len(parallel.ranges(n, n)) >= 2  # the update really is split
     model = Sequential(("fc", Linear(n, 1, dtype=dtype)))
     weight_decay, decoupled, hat = (
         settings.get("weight_decay", 0.0),
