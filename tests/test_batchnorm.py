@@ -426,17 +426,22 @@ def test_two_values_per_channel_normalise_to_plus_minus_one():
 # -- numerics ---------------------------------------------------------------------------------------------------------
 
 
-def test_float32_is_accurate_for_activations_far_from_zero():
-    """A large mean next to a small spread: the two-pass variance keeps float32 within 1e-4 of float64.
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_float32_is_accurate_for_activations_far_from_zero(training):
+    """A mean of 1000 next to a spread of 1: float32 stays within 1e-4 of float64 on the same inputs.
 
-    (The one-pass E[x²] − μ² would lose everything here: 1e6 − 1e6 in float32 carries an error near 0.1.)
+    Training mode: the two-pass variance (the one-pass E[x²] − μ² would lose everything here: 1e6 − 1e6 in
+    float32 carries an error near 0.1). Evaluation mode: x·(γs) + (β − μγs) rounds at about ε·|μ|/σ, the
+    size of the float32 input's own representation error.
     """
     shape = (16, 4, 10, 10)
     x32 = (host(randn(shape, seed=12)) + 1000.0).astype(np.float32)
     dy32 = host(randn(shape, seed=13, dtype=np.float32))
     results = {}
     for dtype in (np.float32, np.float64):
-        layer = BatchNorm2d(4, dtype=dtype)
+        layer = BatchNorm2d(4, momentum=1.0, dtype=dtype)  # momentum 1: the running statistics are the batch's
+        layer.forward(dev(x32.astype(dtype)))
+        layer.train(training)
         y = layer.forward(dev(x32.astype(dtype)))
         results[dtype] = (host(y), host(layer.backward(dev(dy32.astype(dtype)))), host(layer.buffers["running_var"]))
     for ours, exact in zip(results[np.float32], results[np.float64], strict=True):

@@ -222,12 +222,18 @@ class _BatchNorm(Layer):
 
         def block(c0: int, c1: int) -> None:  # channels c0..c1; threads take disjoint ranges
             xs, ys = x3[:, c0:c1], y3[:, c0:c1]
-            if self.training:
-                mean[c0:c1] = channel_sums(xs) / t(count)
+            if not self.training:  # y = x·(γ·s) + (β − μ·γ·s): two passes, as PyTorch's inference kernel
+                scale = gamma[c0:c1] * inv_std[c0:c1]
+                shift = -mean[c0:c1] * scale
+                if self.affine:
+                    shift += self.params["bias"][c0:c1]
+                xp.multiply(xs, scale[:, None], out=ys)
+                ys += shift[:, None]
+                return
+            mean[c0:c1] = channel_sums(xs) / t(count)
             xp.subtract(xs, mean[c0:c1, None], out=ys)  # x − μ
-            if self.training:
-                var[c0:c1] = channel_dots(ys, ys) / t(count)  # the biased σ², from x − μ (two passes)
-                inv_std[c0:c1] = t(1) / xp.sqrt(var[c0:c1] + t(self.eps))
+            var[c0:c1] = channel_dots(ys, ys) / t(count)  # the biased σ², from x − μ (two passes)
+            inv_std[c0:c1] = t(1) / xp.sqrt(var[c0:c1] + t(self.eps))
             ys *= (gamma[c0:c1] * inv_std[c0:c1])[:, None]  # γ·x̂
             if self.affine:
                 ys += self.params["bias"][c0:c1, None]
