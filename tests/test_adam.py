@@ -638,3 +638,18 @@ def test_gpu_kernel_rounds_like_the_elementwise_operations(dtype, settings):
         adam_module._update(w, m, v, g, constants, xp.empty_like(w), xp.empty_like(w))
     np.testing.assert_array_equal(host(model.params["fc.weight"]), host(w))
     np.testing.assert_array_equal(host(opt.v["fc.weight"]), host(v))
+
+
+def test_adamw_is_adam_with_decoupled_decay():
+    opt = AdamW(net(), 0.01, betas=(0.8, 0.9), eps=1e-6)
+    assert (opt.lr, opt.betas, opt.eps, opt.weight_decay, opt.decoupled_weight_decay) == (
+        0.01,
+        (0.8, 0.9),
+        1e-6,
+        0.01,
+        True,
+    )
+    assert opt.hyperparams()["kind"] == "Adam"
+    assert repr(opt) == "AdamW(lr=0.01, betas=(0.8, 0.9), eps=1e-06, weight_decay=0.01, decoupled_weight_decay=True)"
+    with raises(ConfigError, "AdamW", "always decoupled"):
+        AdamW(net(), decoupled_weight_decay=False)

@@ -142,6 +142,22 @@ def _gpu_update(w: Array, m: Array, v: Array, g: Array, k: _StepConstants) -> No
     _kernels[key](g, *(t(value) for value in scalars), w, m, v)
 
 
+def gradient_of(model: Any, name: str, w: Array, owner: str) -> Array:
+    """``model.grads[name]``, checked to exist and to match the parameter ``w`` in shape and dtype.
+
+    Raises :class:`LayerInputError` naming ``owner`` (the optimiser) otherwise: an optimiser step without a
+    backward pass, or with the gradients of another model, would otherwise fail deep inside the update.
+    """
+    g = model.grads.get(name)
+    if g is None:
+        problem = f"no gradient for {name!r}; call model.backward before optimizer.step"
+    elif g.shape != w.shape or g.dtype != w.dtype:
+        problem = f"gradient of {name!r} is {g.dtype}{tuple(g.shape)}, parameter is {w.dtype}{tuple(w.shape)}"
+    else:
+        return g
+    raise LayerInputError(f"{owner}: {problem}")
+
+
 def _validated(values: dict[str, Any], what: str, error: type[MinialexError]) -> dict[str, Any]:
     """The hyper-parameters but lr (see :data:`HYPERPARAMETERS`) checked and converted, else ``error`` naming ``what``."""
     betas = values["betas"]
@@ -253,16 +269,9 @@ class Adam:
     def _checked_arrays(self) -> list[tuple[str, Array, Array, Array, Array]]:
         """(name, θ, m, v, g) for every parameter, checked before any of them is changed."""
         kind = type(self).__name__
-        params, grads = self.model.params, self.model.grads
         arrays = []
-        for name, w in params.items():
-            g = grads.get(name)
-            if g is None:
-                raise LayerInputError(f"{kind}: no gradient for {name!r}; call model.backward before optimizer.step")
-            if g.shape != w.shape or g.dtype != w.dtype:
-                raise LayerInputError(
-                    f"{kind}: gradient of {name!r} is {g.dtype}{tuple(g.shape)}, parameter is {w.dtype}{tuple(w.shape)}"
-                )
+        for name, w in self.model.params.items():
+            g = gradient_of(self.model, name, w, kind)
             m, v = self.m.get(name), self.v.get(name)
             if m is None or v is None or m.shape != w.shape or v.shape != w.shape:
                 raise LayerInputError(
@@ -384,26 +393,10 @@ class AdamW(Adam):
     """Adam with decoupled weight decay, θ ← θ·(1 − α·λ) before each step, with ``torch.optim.AdamW``'s defaults.
 
     The same optimiser as ``Adam(..., decoupled_weight_decay=True)`` (its state says so); λ defaults to 0.01.
+    ``options`` are :class:`Adam`'s ``betas``, ``eps``, ``epsilon_hat`` and ``decay_biases``.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        *,
-        epsilon_hat: bool = False,
-        decay_biases: bool = True,
-    ) -> None:
-        super().__init__(
-            model,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            decoupled_weight_decay=True,
-            epsilon_hat=epsilon_hat,
-            decay_biases=decay_biases,
-        )
+    def __init__(self, model: Any, lr: float = 1e-3, *, weight_decay: float = 1e-2, **options: Any) -> None:
+        if "decoupled_weight_decay" in options:
+            raise ConfigError("AdamW: decay is always decoupled; use Adam(..., decoupled_weight_decay=False) for L2")
+        super().__init__(model, lr, weight_decay=weight_decay, decoupled_weight_decay=True, **options)
