@@ -107,8 +107,11 @@ _vecdot = getattr(xp, "vecdot", None)  # NumPy >= 2: dot products along the last
 
 def channel_dots(a: Array, b: Array) -> Array:
     """Σ over N and S of ``a·b`` for (N, C, S) arrays: (C,), without an (N, C, S) temporary where possible."""
-    if a.shape[2] == 1:
-        return (a[:, :, 0] * b[:, :, 0]).sum(axis=0)
+    if a.shape[2] == 1:  # (N, F): down the columns
+        a2, b2 = a[:, :, 0], b[:, :, 0]
+        if _vecdot is not None and a2.strides[0] == b2.strides[0] == a2.itemsize:  # columns contiguous (F order,
+            return _vecdot(a2, b2, axis=0)  # as a linear layer returns them): no temporary and faster
+        return (a2 * b2).sum(axis=0)
     if _vecdot is not None:
         return _vecdot(a, b).sum(axis=0)
     return xp.einsum("ncs,ncs->nc", a, b).sum(axis=0)
