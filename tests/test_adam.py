@@ -235,6 +235,9 @@ def test_keras_defaults():
     opt = Adam.keras(net())
     assert (opt.lr, opt.betas, opt.eps, opt.epsilon_hat, opt.weight_decay) == (1e-3, (0.9, 0.999), 1e-7, True, 0.0)
     assert repr(opt) == "Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-07, epsilon_hat=True)"
+    keras_adamw = AdamW.keras(net(), weight_decay=0.004)
+    assert isinstance(keras_adamw, AdamW) and keras_adamw.epsilon_hat and keras_adamw.decoupled_weight_decay
+    assert (keras_adamw.eps, keras_adamw.weight_decay) == (1e-7, 0.004)
 
 
 # -- resume ---------------------------------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ What is kept for the backward pass: a reference to x and the per-channel μ and 
 recomputes x − μ (one subtraction, bit for bit the forward's) instead of holding a second array of x's size,
 and both passes form the per-channel sums of products Σ(x − μ)² and Σ g·x̂ without a temporary
 (``numpy.vecdot``). The variance is always the two-pass Σ(x − μ)²/M, never E[x²] − μ², which cancels
-catastrophically in float32 when |μ| ≫ σ.
+catastrophically in float32 when |μ| ≫ σ. Evaluation mode computes y = x·(γ·s) + (β − μ·γ·s) in two passes,
+as PyTorch's inference kernel does; its extra rounding, about ε_float·|μ|/σ, is the size of the float32
+input's own representation error.
 
 Running statistics. Two conventions are in use, and their ``momentum`` means opposite things:
 

@@ -235,8 +235,12 @@ class Adam:
     def keras(
         cls, model: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7, **kwargs: Any
     ) -> Adam:
-        """Keras's ``Adam()`` defaults: the epsilon-hat form with ε̂ = 1e-7 (lr 1e-3, β 0.9/0.999)."""
-        return cls(model, lr, betas, eps, epsilon_hat=True, **kwargs)
+        """Keras's ``Adam()`` defaults: the epsilon-hat form with ε̂ = 1e-7 (lr 1e-3, β 0.9/0.999).
+
+        ``AdamW.keras(model, weight_decay=0.004)`` is Keras's ``AdamW()`` (its decay is decoupled too, and its
+        default λ is 0.004).
+        """
+        return cls(model, lr, betas=betas, eps=eps, epsilon_hat=True, **kwargs)
 
     def _set_hyperparameters(self, values: dict[str, Any], error: type[MinialexError]) -> None:
         """Set every hyper-parameter but lr from ``values``, validated by :func:`_validated`."""
