@@ -10,6 +10,7 @@ tested, are in :mod:`minialex.reference`.
 """
 
 from minialex.layers.base import Layer
+from minialex.layers.batchnorm import BatchNorm1d, BatchNorm2d
 from minialex.layers.container import Sequential
 from minialex.layers.conv import Conv2d
 from minialex.layers.dropout import Dropout
@@ -23,6 +24,8 @@ from minialex.layers.relu import ReLU
 
 __all__ = [
     "PAPER_LRN",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
     "Dropout",
     "Flatten",

@@ -12,6 +12,7 @@ function                                                   what it computes
 :func:`conv2d_forward` / :func:`conv2d_backward`           a grouped cross-correlation, and its dx, dW, db
 :func:`maxpool2d_forward` / :func:`maxpool2d_backward`     max over windows (first maximum wins), and its dx
 :func:`lrn_forward` / :func:`lrn_backward`                 the paper's local response normalization, and dx
+:func:`batchnorm_forward` / :func:`batchnorm_backward`     batch normalization in training mode, and dx, dγ, dβ
 =========================================================  =================================================
 
 Every function takes arrays of either backend (they are copied to the host) and returns host NumPy arrays
@@ -20,11 +21,14 @@ The inputs are assumed finite: the rules for ±inf and NaN live with the fast la
 PyTorch.
 """
 
+from minialex.reference.batchnorm import batchnorm_backward, batchnorm_forward
 from minialex.reference.convolution import col2im, conv2d_backward, conv2d_forward, im2col
 from minialex.reference.lrn import lrn_backward, lrn_forward
 from minialex.reference.pooling import maxpool2d_backward, maxpool2d_forward
 
 __all__ = [
+    "batchnorm_backward",
+    "batchnorm_forward",
     "col2im",
     "conv2d_backward",
     "conv2d_forward",
