@@ -234,6 +234,18 @@ def test_choose_rejects_unknown_values_before_importing_anything():
     assert calls == []
 
 
+def test_the_cuda_extras_bring_the_libraries_cupy_loads_at_run_time():
+    """``pip install "minialex[cuda12]"`` must give a CuPy that can draw, compile and multiply: the ``ctk`` extra."""
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = extras["project"]["optional-dependencies"]
+    for major in ("12", "13"):
+        (requirement,) = extras[f"cuda{major}"]
+        assert requirement.startswith(f"cupy-cuda{major}x[ctk]>=14"), requirement  # ctk exists from CuPy 14 on
+
+
 def test_backend_error_is_a_runtime_error_and_a_minialex_error():
     assert issubclass(BackendError, RuntimeError) and issubclass(BackendError, MinialexError)
 
