@@ -16,20 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FRAMEWORK_LABEL = {"minialex": "minialex (NumPy)", "torch": "PyTorch CPU"}
+from benchmarks.charts import charts
+from benchmarks.charts import framework_label as _label
+
 README_MARKS = {
     "cpu": ("<!-- results:start -->", "<!-- results:end -->"),
     "gpu": ("<!-- gpu-results:start -->", "<!-- gpu-results:end -->"),
 }
-
-
-def _label(fw: str, device: str) -> str:
-    """The name of a framework's rows: minialex (NumPy|CuPy), PyTorch CPU, PyTorch CUDA TF32 off/on."""
-    if fw == "minialex":
-        return "minialex (CuPy)" if device == "gpu" else "minialex (NumPy)"
-    if fw == "torch":
-        return "PyTorch CUDA TF32 off" if device == "gpu" else "PyTorch CPU"
-    return fw.replace("torch-", "PyTorch CUDA ").replace("tf32-", "TF32 ")
 
 
 def gemm_rate_for(results: dict[str, Any], device: str) -> float | None:
@@ -89,6 +82,7 @@ def per_layer_table(entry: dict[str, Any], gemm: float | None) -> list[str]:
     ``gemm`` is the rate of the entry's own device (:func:`gemm_rate_for`).
     """
     device = entry.get("device", "cpu")
+    digits = 2 if device == "gpu" else 1  # GPU layers take tenths of a millisecond
     fws = [fw for fw in ("minialex", "torch") if fw in next(iter(entry["layers"].values()))]
     head = "| layer | GFLOP fwd | " + " | ".join(f"{_label(fw, device)} fwd ms | bwd ms" for fw in fws)
     head += " | minialex GFLOP/s | PyTorch ÷ minialex |" if "torch" in fws else " | minialex GFLOP/s |"
@@ -98,7 +92,7 @@ def per_layer_table(entry: dict[str, Any], gemm: float | None) -> list[str]:
     for name, row in entry["layers"].items():
         cells = [name, f"{row['gflop_fwd']:.2f}"]
         for fw in fws:
-            cells += [f"{row[fw]['fwd_s'] * 1e3:.2f}", f"{row[fw]['bwd_s'] * 1e3:.2f}"]
+            cells += [f"{row[fw]['fwd_s'] * 1e3:.{digits}f}", f"{row[fw]['bwd_s'] * 1e3:.{digits}f}"]
             totals[fw][0] += row[fw]["fwd_s"]
             totals[fw][1] += row[fw]["bwd_s"]
         mx = row["minialex"]["fwd_s"] + row["minialex"]["bwd_s"]
@@ -109,7 +103,7 @@ def per_layer_table(entry: dict[str, Any], gemm: float | None) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["**total**", f"{total_gflop / 3:.2f}"]
     for fw in fws:
-        cells += [f"**{totals[fw][0] * 1e3:.1f}**", f"**{totals[fw][1] * 1e3:.1f}**"]
+        cells += [f"**{totals[fw][0] * 1e3:.{digits - 1}f}**", f"**{totals[fw][1] * 1e3:.{digits - 1}f}**"]
     mx = sum(totals["minialex"])
     share = f" ({total_gflop / mx / gemm:.0%} of GEMM)" if gemm else ""
     cells.append(f"{total_gflop / mx:.0f}{share}")
@@ -133,11 +127,12 @@ def step_table(results: dict[str, Any]) -> list[str]:
         device = entry.get("device", "cpu")
         ref = entry["median_s"].get("torch-tf32-off" if device == "gpu" else "torch")
         rate = gemm_rate_for(results, device)
+        digits = 1 if device == "gpu" else 0  # a GPU step takes milliseconds, a CPU step seconds
         for fw, t in entry["median_s"].items():
             mem = entry.get("memory", {}).get(fw, {})
             frac = f"{entry['gflop_step'] / t / rate:.0%}" if rate else "–"
             lines.append(
-                f"| {entry['variant']} | {entry['batch']} | {_label(fw, device)} | {t * 1e3:.1f} | "
+                f"| {entry['variant']} | {entry['batch']} | {_label(fw, device)} | {t * 1e3:.{digits}f} | "
                 f"{entry['batch'] / t:.1f} | {entry['gflop_step'] / t:.0f} | {frac} | "
                 f"{(ref / t if ref else float('nan')):.2f}× | {_mb(mem, 'peak_mb')} | {_mb(mem, 'step_peak_mb')} |"
             )
@@ -253,120 +248,6 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(out)
-
-
-LAYER_GROUPS = {
-    "conv1": ["conv1"],
-    "conv2": ["conv2"],
-    "conv3": ["conv3"],
-    "conv4": ["conv4"],
-    "conv5": ["conv5"],
-    "LRN": ["norm1", "norm2"],
-    "max-pool": ["pool1", "pool2", "pool5"],
-    "ReLU": [f"relu{i}" for i in range(1, 9)],
-    "fc6": ["fc6"],
-    "fc7": ["fc7"],
-    "fc8": ["fc8"],
-    "dropout + flatten + loss": ["drop6", "drop7", "flatten", "loss"],
-}
-
-
-def layer_bars(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
-    """One bar per (per-layer entry, framework): its label and ms per image of every layer group."""
-    bars = []
-    for entry in results["per_layer"]:
-        device = entry.get("device", "cpu")
-        for fw in ("minialex", "torch"):
-            if fw not in next(iter(entry["layers"].values())):
-                continue
-            grouped = {name for names in LAYER_GROUPS.values() for name in names}
-            heights = {}
-            for group, names in [
-                *LAYER_GROUPS.items(),
-                ("other layers", [n for n in entry["layers"] if n not in grouped]),
-            ]:
-                seconds = sum(
-                    entry["layers"][n][fw]["fwd_s"] + entry["layers"][n][fw]["bwd_s"]
-                    for n in names
-                    if n in entry["layers"]
-                )
-                heights[group] = seconds / entry["batch"] * 1e3
-            bars.append((f"{_label(fw, device)}\nbatch {entry['batch']}", heights))
-    return bars
-
-
-def step_series(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[float]]]]:
-    """The throughput chart's groups (model and batch) and its series: one per device and framework.
-
-    A CPU and a GPU row of the same framework are different series (``minialex (NumPy)``, ``minialex
-    (CuPy)``), each labelled by its own device; a group a series did not run shows 0.
-    """
-    groups: list[tuple[str, int]] = []
-    for e in results["steps"]:
-        if (e["variant"], e["batch"]) not in groups:
-            groups.append((e["variant"], e["batch"]))
-    keys: list[tuple[str, str]] = []
-    for e in results["steps"]:
-        for fw in e["median_s"]:
-            if (e.get("device", "cpu"), fw) not in keys:
-                keys.append((e.get("device", "cpu"), fw))
-    series = []
-    for device, fw in keys:
-        ys = []
-        for group in groups:
-            match = [
-                e
-                for e in results["steps"]
-                if (e["variant"], e["batch"]) == group and e.get("device", "cpu") == device and fw in e["median_s"]
-            ]
-            ys.append(match[0]["batch"] / match[0]["median_s"][fw] if match else 0.0)
-        series.append((_label(fw, device), ys))
-    return [f"{v}\nbatch {n}" for v, n in groups], series
-
-
-def charts(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
-    """Per-layer stacked bars (one bar per framework and batch) and training-step throughput bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    paths = []
-    bars = layer_bars(results)
-    if bars:
-        fig = Figure(figsize=(11, 6), layout="constrained")
-        ax = fig.add_subplot()
-        colors = matplotlib.colormaps["tab20"].colors
-        bottoms = [0.0] * len(bars)
-        for gi, group in enumerate([*LAYER_GROUPS, "other layers"]):
-            heights = [h[group] for _, h in bars]
-            ax.bar(range(len(bars)), heights, bottom=bottoms, label=group, color=colors[gi % len(colors)])
-            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-        ax.set_xticks(range(len(bars)), [label for label, _ in bars])
-        ax.set_ylabel("ms per image (forward + backward)")
-        variants = ", ".join(dict.fromkeys(entry["variant"] for entry in results["per_layer"]))
-        ax.set_title(f"Where the time goes: {variants} AlexNet, float32 — {results['machine_name']}")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        path = folder / f"{stem}-layers.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    if results["steps"]:
-        fig = Figure(figsize=(10, 5), layout="constrained")
-        ax = fig.add_subplot()
-        names, series = step_series(results)
-        width = 0.8 / len(series)
-        for k, (label, ys) in enumerate(series):
-            xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
-            ax.bar(xs, ys, width, label=label)
-        ax.set_xticks(range(len(names)), names)
-        ax.set_ylabel("training images / s (higher is better)")
-        ax.set_yscale("log")
-        ax.set_title(f"Training step throughput, float32 — {results['machine_name']}")
-        ax.legend()
-        path = folder / f"{stem}-steps.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    return paths
 
 
 def _layer_group(name: str) -> str:

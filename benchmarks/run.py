@@ -160,18 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.cpu_reference is not None:
         results["cpu_reference"] = load_cpu_reference(args.cpu_reference)
-    tf32 = (False, True) if device == "gpu" else (False,)  # TF32 off first: it is the reference
-    for variant, n in plan["per_layer"]:
-        log(f"per-layer: {variant} batch {n}")
-        entry = bench.per_layer(variant, n, plan["layer_repeats"], torch, torch_device, log=log)
-        entry["device"] = device
-        results["per_layer"].append(entry)
-    for variant, n in plan["steps"]:
-        log(f"training step: {variant} batch {n}")
-        repeats = plan["step_repeats"].get(n, 3) * (4 if variant == "mini" else 1)  # a mini step is short: more rounds
-        entry = bench.train_steps(variant, n, repeats, torch, torch_device, tf32, log=log)
-        entry["device"] = device
-        results["steps"].append(entry)
+    try:
+        measure(results, plan, bench, torch, torch_device)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from a time limit: keep and write what was measured
+        done = len(results["per_layer"]) + len(results["steps"])
+        results["notes"].append(
+            f"Interrupted (SIGINT) after {done} of {len(plan['per_layer']) + len(plan['steps'])} configurations: "
+            "the rows shown are complete, the others were not measured."
+        )
+        log("interrupted: writing the configurations measured so far")
+        args.no_memory = True
     gemm_end = machine.gemm_rate()
     results["gemm_gflops_start"], results["gemm_gflops_end"] = gemm_start, gemm_end
     results["gemm_gflops"] = max(gemm_start, gemm_end)
@@ -193,6 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(results))
     log("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def measure(results: dict[str, Any], plan: dict[str, Any], bench: Any, torch: Any, torch_device: str) -> None:
+    """Run the plan's per-layer and training-step configurations, appending each entry as soon as it is done."""
+    device = results["device"]
+    tf32 = (False, True) if device == "gpu" else (False,)  # TF32 off first: it is the reference
+    for variant, n in plan["per_layer"]:
+        log(f"per-layer: {variant} batch {n}")
+        entry = bench.per_layer(variant, n, plan["layer_repeats"], torch, torch_device, log=log)
+        entry["device"] = device
+        results["per_layer"].append(entry)
+    for variant, n in plan["steps"]:
+        log(f"training step: {variant} batch {n}")
+        repeats = plan["step_repeats"].get(n, 3) * (4 if variant == "mini" else 1)  # a mini step is short: more rounds
+        entry = bench.train_steps(variant, n, repeats, torch, torch_device, tf32, log=log)
+        entry["device"] = device
+        results["steps"].append(entry)
 
 
 def measure_memory(results: dict[str, Any], plan: dict[str, Any], with_torch: bool, device: str) -> None:

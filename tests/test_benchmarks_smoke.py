@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from minialex import backend
 
 # benchmarks/ is a folder of the repository, not part of the installed package: import it from there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import bench, report, run
+from benchmarks import bench, charts, report, run
 
 
 def test_tiny_run_writes_markdown_json_and_charts(tmp_path, capsys):
@@ -150,7 +153,7 @@ def _results() -> dict:
 def test_gpu_rows_are_labelled_cupy_and_measured_against_the_gpus_gemm_rate():
     md = report.markdown(_results())
     step_rows = [line for line in md.splitlines() if line.startswith("| paper | 128 |")]
-    assert "| minialex (NumPy) | 5000.0 |" in step_rows[0]
+    assert "| minialex (NumPy) | 5000 |" in step_rows[0]
     cupy = next(line for line in step_rows if "minialex (CuPy)" in line)
     assert "| 5000 | 10% |" in cupy  # 500 GFLOP in 0.1 s = 5000 GFLOP/s = 10% of the GPU's 50,000
     assert "| 0.50× | 3000 |" in cupy  # vs PyTorch TF32 off; the device memory
@@ -192,7 +195,7 @@ def test_a_cpu_reference_without_cpu_rows_is_refused(tmp_path):
 
 
 def test_chart_series_keep_cpu_and_gpu_apart_each_with_its_own_label():
-    names, series = report.step_series(_results())
+    names, series = charts.step_series(_results())
     assert names == ["paper\nbatch 128"]
     labels = [label for label, _ in series]
     assert labels == [
@@ -203,7 +206,7 @@ def test_chart_series_keep_cpu_and_gpu_apart_each_with_its_own_label():
         "PyTorch CUDA TF32 on",
     ]
     assert dict(series)["minialex (CuPy)"] == [1280.0] and dict(series)["minialex (NumPy)"] == [25.6]
-    bars = [label for label, _ in report.layer_bars(_results())]
+    bars = [label for label, _ in charts.layer_bars(_results())]
     assert bars == [
         "minialex (NumPy)\nbatch 128",
         "PyTorch CPU\nbatch 128",
@@ -292,3 +295,83 @@ def test_the_gpu_plan_adds_every_other_variant(monkeypatch):
     plan = run.choose_plan(_args(), "gpu")
     assert ("keras", 128) in plan["steps"] and ("paper", 128) in plan["steps"]
     assert run.choose_plan(_args(), "cpu") is run.FULL and run.choose_plan(_args(tiny=True), "gpu") is run.TINY
+
+
+def test_an_interrupted_run_writes_what_it_measured(tmp_path, monkeypatch):
+    """SIGINT (Ctrl-C, or a time limit's first signal) ends the measuring, not the report."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "train_steps", interrupted)
+    assert run.main(["--tiny", "--no-torch", "--out", str(tmp_path), "--name", "cut"]) == 0
+    data = json.loads((tmp_path / "cut-tiny.json").read_text(encoding="utf-8"))
+    assert len(data["per_layer"]) == 1 and data["steps"] == []
+    assert data["notes"][0].startswith("Interrupted (SIGINT) after 1 of 2 configurations")
+    assert "Interrupted (SIGINT)" in (tmp_path / "cut-tiny.md").read_text(encoding="utf-8")
+
+
+# -- the GPU check script ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _bash(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_gpu_check_script_is_valid_bash_and_refuses_unknown_arguments():
+    assert _bash("-n", str(GPU_CHECK)).returncode == 0
+    assert _bash("-n", str(ROOT / "benchmarks" / "gpu_wheels.sh")).returncode == 0
+    wrong = _bash(str(GPU_CHECK), "--bogus")
+    assert wrong.returncode == 2 and "usage: bash benchmarks/gpu_check.sh [--rehearse]" in wrong.stderr
+    unknown = _bash(str(GPU_CHECK), "--rehearse", "--step", "rm")  # only the script's own steps can be run
+    assert unknown.returncode == 2 and "unknown step 'rm'" in unknown.stderr
+
+
+def test_gpu_check_probe_step_runs_here(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    result = _bash(str(GPU_CHECK), "--rehearse", "--step", "probe", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("numpy ")  # a rehearsal always runs on NumPy
+
+
+def test_the_documented_device_call_fits_the_tool():
+    """benchmarks/README.md gives the exact call a GPU session makes: a command under 2,000 characters that
+    runs the script, carrying the wheels, with a limit above the script's budget and within the tool's 600 s."""
+    text = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    line = next(ln.strip() for ln in text.splitlines() if ln.strip().startswith('{"command": "bash benchmarks/gpu'))
+    call = json.loads(line)
+    assert call["command"] == "bash benchmarks/gpu_check.sh" and len(call["command"]) < 2000
+    assert call["carry"] == [".whl"]
+    budget = int(re.search(r"GPU_CHECK_BUDGET_S:-(\d+)", GPU_CHECK.read_text(encoding="utf-8")).group(1))
+    assert budget + 30 <= call["timeout_s"] <= 600
+    assert "/.whl/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()  # the wheels stay out of git
+
+
+def test_gpu_summary_reads_junit_training_and_benchmark_files(tmp_path):
+    from benchmarks import gpu_summary
+
+    (tmp_path / "tests-core.xml").write_text(
+        '<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="4" failures="1" errors="0" skipped="1" '
+        'time="12.5"><testcase classname="tests.test_optim" name="test_sgd_kernel"><failure message="x"/></testcase>'
+        '<testcase classname="t" name="ok"/><testcase classname="t" name="ok2"/>'
+        '<testcase classname="t" name="skip"><skipped/></testcase></testsuite></testsuites>',
+        encoding="utf-8",
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    metrics = {"status": "complete", "epochs": 18, "backend": "cupy", "test_accuracy": 0.989}
+    metrics |= {"train_seconds": 20.0, "images_per_second": 3150.0}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    record = gpu_summary.record_training(run_dir, 31.0, "minialex train")
+    assert record["metrics"]["test_accuracy"] == 0.989 and record["history"] is None
+    (tmp_path / "train.json").write_text(json.dumps(record), encoding="utf-8")
+    (tmp_path / "gpu.json").write_text(json.dumps({**_results(), "device": "gpu"}), encoding="utf-8")
+    lines = gpu_summary.summary(tmp_path)
+    assert "tests, core: 2 passed, 1 failed, 0 errors, 1 skipped of 4 in 12 s" in lines
+    assert "  FAILED tests.test_optim::test_sgd_kernel" in lines
+    assert any(line.startswith("tests, the rest: no result file") for line in lines)
+    assert any("held-out accuracy 98.90%; training steps 20.0 s (3150 images/s); wall 31 s" in line for line in lines)
+    assert "  paper batch 128 images/s: minialex 1280, torch-tf32-off 2560, torch-tf32-on 6400" in lines
