@@ -109,8 +109,8 @@ def numerical_gradient_stacked(
 
     For a layer this turns 2·x.size forwards into a few: the copies travel as one large batch, which is
     right only when the layer treats every sample on its own (see :func:`samples_independent`). On a
-    GPU, where each small forward costs its kernel launches and not its arithmetic, that is the
-    difference between seconds and minutes for the test suite.
+    GPU a small forward costs its kernel launches, not its arithmetic, so fewer and larger forwards are
+    what makes the check fast there.
     """
     _check_perturbable(x, "numerical_gradient_stacked")
     flat = x.reshape(-1)

@@ -307,66 +307,13 @@ def test_release_cached_memory_empties_cupy_pool():
     import cupy
 
     pool = cupy.get_default_memory_pool()
-    a = cupy.ones((1024, 1024), dtype=cupy.float32)
-    del a
-    assert pool.total_bytes() >= 4 * 2**20  # the freed block stays in the pool...
     backend.release_cached_memory()
-    assert pool.total_bytes() < 4 * 2**20  # ...until it is handed back
-
-
-# -- randomness ------------------------------------------------------------------------------------------------------
-
-
-def _draws() -> list[np.ndarray]:
-    return [
-        host(backend.uniform((3, 4), np.float32)),
-        host(backend.normal((5,), std=2.0, dtype=np.float64)),
-        backend.host_rng().permutation(10),
-    ]
-
-
-def test_same_seed_same_draws_other_seed_other_draws():
-    minialex.seed(42)
-    first = _draws()
-    minialex.seed(42)
-    again = _draws()
-    minialex.seed(43)
-    other = _draws()
-    for a, b, c in zip(first, again, other, strict=True):
-        np.testing.assert_array_equal(a, b)
-        assert not np.array_equal(a, c)
-
-
-def test_draws_have_the_requested_shape_dtype_and_scale():
-    minialex.seed(1)
-    u = backend.uniform((1000,), np.float32)
-    assert u.dtype == np.float32 and u.shape == (1000,)
-    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0
-    z = host(backend.normal((20_000,), std=3.0, dtype=np.float64))
-    assert z.dtype == np.float64
-    # The sample std of 20,000 N(0, 9) draws is 3 ± 0.015 (σ/√(2n)); 0.1 is > 6 of those.
-    assert abs(z.std() - 3.0) < 0.1 and abs(z.mean()) < 0.15
-
-
-def test_layer_initialisation_is_reproducible():
-    from minialex.layers import Conv2d
-
-    minialex.seed(7)
-    a = host(Conv2d(3, 4, 3).params["weight"])
-    minialex.seed(7)
-    b = host(Conv2d(3, 4, 3).params["weight"])
-    np.testing.assert_array_equal(a, b)
-
-
-def test_rng_state_round_trips_through_json():
-    minialex.seed(9)
-    _draws()
-    state = json.loads(json.dumps(backend.get_rng_state()))  # what a checkpoint stores
-    expected = _draws()
-    _draws()  # move on
-    backend.set_rng_state(state)
-    for a, b in zip(_draws(), expected, strict=True):
-        np.testing.assert_array_equal(a, b)
+    before = pool.total_bytes()  # what live arrays (of this and earlier tests) hold
+    a = cupy.ones((64, 2**20), dtype=cupy.uint8)
+    del a
+    assert pool.total_bytes() >= before + 64 * 2**20  # the freed block stays in the pool...
+    backend.release_cached_memory()
+    assert pool.total_bytes() <= before  # ...until it is handed back
 
 
 def test_numpy_draws_are_the_host_generators_own():
