@@ -141,13 +141,17 @@ def samples_independent(forward: Callable[[Array], Array], x: Array, rtol: float
     True when ``forward`` of the batch [−x; x] is [forward(−x); forward(x)] to within ``rtol`` of the
     output's scale (rounding may differ with the batch size; a layer that mixes samples, such as batch
     normalisation, or draws a fresh dropout mask for the larger batch, misses by far more). ``forward``
-    must be repeatable: re-seed inside it for a layer that draws random numbers.
+    must be repeatable: re-seed inside it for a layer that draws random numbers. A layer that rejects the
+    doubled batch (:class:`~minialex.errors.LayerInputError`) is not stacked either.
     """
     if x.ndim == 0 or x.shape[0] == 0:
         return False
     first = forward(-x).copy()  # a copy, in case an output shares memory with the next call's
     apart = xp.concatenate([first, forward(x)])
-    together = forward(xp.concatenate([-x, x]))
+    try:
+        together = forward(xp.concatenate([-x, x]))
+    except LayerInputError:  # a layer that accepts only this batch size: differences one entry at a time
+        return False
     if tuple(together.shape) != tuple(apart.shape):
         return False
     apart_host, together_host = backend.to_numpy(apart), backend.to_numpy(together)

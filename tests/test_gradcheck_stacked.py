@@ -224,6 +224,18 @@ def test_layers_that_mix_samples_are_recognised():
     assert not samples_independent(lambda a: a.sum(axis=0, keepdims=True), x)  # the batch size changes the shape
 
 
+def test_a_layer_that_rejects_another_batch_size_is_not_stacked():
+    class FixedBatch(ReLU):
+        def forward(self, x):
+            if x.shape[0] != 3:
+                raise LayerInputError(f"FixedBatch: expected 3 samples, got {x.shape[0]}")
+            return super().forward(x)
+
+    x = tie_free((3, 4), seed=17)
+    assert not samples_independent(FixedBatch().forward, x)
+    assert check_layer(FixedBatch(), x, stacked=True)["x"] <= GRADCHECK_BOUND
+
+
 def test_the_probe_matters_stacking_a_mixing_layer_gives_wrong_differences():
     """Why stacking is guarded: for a layer that mixes samples, the stacked differences are simply wrong."""
     x = tie_free((3, 4), seed=10)
