@@ -127,6 +127,37 @@ def gpu_copy_rate(megabytes: int = 1024, repeats: int = 5) -> float:
     return nbytes / best / 1e9
 
 
+def gpu_draw_costs(shape: tuple[int, ...] = (128, 4096), draws: int = 50) -> dict[str, float]:
+    """Milliseconds per dropout-sized uniform draw on the GPU, host and device time together.
+
+    ``fresh_generator_ms``: a new cuRAND generator (CuPy's default, XORWOW) seeded for every draw, as
+    minialex drew before; ``cached_philox_ms``: :func:`minialex.backend.uniform`, one Philox generator per
+    device re-seeded from the host stream per draw. The host generator's state is restored afterwards.
+    """
+    from minialex import backend
+
+    cupy = backend.xp
+    state = backend.get_rng_state()
+
+    def fresh() -> Any:
+        return cupy.random.RandomState(np.uint64(12345)).random_sample(shape, dtype=np.float32)
+
+    def cached() -> Any:
+        return backend.uniform(shape, np.float32)
+
+    costs = {}
+    for key, draw in (("fresh_generator_ms", fresh), ("cached_philox_ms", cached)):
+        draw()  # warm-up: kernels compiled, library loaded
+        backend.synchronize()
+        start = time.perf_counter()
+        for _ in range(draws):
+            draw()
+        backend.synchronize()
+        costs[key] = (time.perf_counter() - start) / draws * 1e3
+    backend.set_rng_state(state)
+    return costs
+
+
 def gpu_info() -> dict[str, Any]:
     """The GPU as CuPy sees it (name, memory, compute capability, driver and runtime versions); {} on NumPy."""
     from minialex import backend

@@ -67,6 +67,13 @@ def machine_section(results: dict[str, Any]) -> list[str]:
             f"- GPU float32 GEMM rate (CuPy matmul 8192³, best of 5, CUDA events): {results['gemm_gflops_gpu']:.0f} "
             f"GFLOP/s; device-to-device copy {results.get('copy_gbps_gpu') or float('nan'):.0f} GB/s (read + write)"
         )
+    draws = results.get("device_draws")
+    if draws:
+        lines.append(
+            f"- a dropout-sized draw on the GPU (128×4096 uniform float32): {draws['cached_philox_ms']:.3f} ms with "
+            f"minialex's cached Philox generator, {draws['fresh_generator_ms']:.3f} ms with a new cuRAND generator "
+            "per draw"
+        )
     ref = results.get("cpu_reference")
     if ref:
         lines.append(

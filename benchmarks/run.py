@@ -154,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if device == "gpu":
         results["gemm_gflops_gpu"] = machine.gpu_gemm_rate()
         results["copy_gbps_gpu"] = machine.gpu_copy_rate()
+        results["device_draws"] = machine.gpu_draw_costs()
         log(
             f"GPU float32 GEMM rate (CuPy, 8192^3): {results['gemm_gflops_gpu']:.0f} GFLOP/s; "
-            f"device copy {results['copy_gbps_gpu']:.0f} GB/s"
+            f"device copy {results['copy_gbps_gpu']:.0f} GB/s; random draws {results['device_draws']}"
         )
     if args.cpu_reference is not None:
         results["cpu_reference"] = load_cpu_reference(args.cpu_reference)
