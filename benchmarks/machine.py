@@ -131,22 +131,29 @@ def gpu_draw_costs(shape: tuple[int, ...] = (128, 4096), draws: int = 50) -> dic
     """Milliseconds per dropout-sized uniform draw on the GPU, host and device time together.
 
     ``fresh_generator_ms``: a new cuRAND generator (CuPy's default, XORWOW) seeded for every draw, as
-    minialex drew before; ``cached_philox_ms``: :func:`minialex.backend.uniform`, one Philox generator per
-    device re-seeded from the host stream per draw. The host generator's state is restored afterwards.
+    minialex drew before; ``reseeded_xorwow_ms``: one XORWOW generator kept and re-seeded per draw (the
+    alternative not taken: XORWOW sets up a state per thread after every new seed); ``cached_philox_ms``:
+    :func:`minialex.backend.uniform`, one Philox generator per device re-seeded from the host stream per
+    draw. The host generator's state is restored afterwards.
     """
     from minialex import backend
 
     cupy = backend.xp
     state = backend.get_rng_state()
+    kept = cupy.random.RandomState(np.uint64(1))
 
     def fresh() -> Any:
         return cupy.random.RandomState(np.uint64(12345)).random_sample(shape, dtype=np.float32)
+
+    def reseeded() -> Any:
+        kept.seed(np.uint64(12345))
+        return kept.random_sample(shape, dtype=np.float32)
 
     def cached() -> Any:
         return backend.uniform(shape, np.float32)
 
     costs = {}
-    for key, draw in (("fresh_generator_ms", fresh), ("cached_philox_ms", cached)):
+    for key, draw in (("fresh_generator_ms", fresh), ("reseeded_xorwow_ms", reseeded), ("cached_philox_ms", cached)):
         draw()  # warm-up: kernels compiled, library loaded
         backend.synchronize()
         start = time.perf_counter()

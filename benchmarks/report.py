@@ -71,8 +71,9 @@ def machine_section(results: dict[str, Any]) -> list[str]:
     if draws:
         lines.append(
             f"- a dropout-sized draw on the GPU (128×4096 uniform float32): {draws['cached_philox_ms']:.3f} ms with "
-            f"minialex's cached Philox generator, {draws['fresh_generator_ms']:.3f} ms with a new cuRAND generator "
-            "per draw"
+            f"minialex's cached Philox generator re-seeded per draw, {draws.get('reseeded_xorwow_ms', float('nan')):.3f}"
+            f" ms with a kept XORWOW generator re-seeded per draw, {draws['fresh_generator_ms']:.3f} ms with a new "
+            "cuRAND generator per draw"
         )
     ref = results.get("cpu_reference")
     if ref:
