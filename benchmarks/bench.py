@@ -6,7 +6,12 @@ Protocol (the machine is shared and noisy, see PERF-NOTES):
 * every repeat runs minialex, then PyTorch (A B A B ...), after one warm-up of each, and the
   reported figure is the median over repeats;
 * on a GPU every time is taken between device events after a synchronisation, never from the host
-  clock around asynchronous calls.
+  clock around asynchronous calls;
+* between configurations, every cached block is handed back (CuPy's memory pools, minialex's scratch
+  buffers, PyTorch's caching allocator) and PyTorch's peak counters are reset, so that one
+  configuration's memory is never counted as the next one's;
+* PyTorch CUDA runs with TF32 off as the reference (the same float32 arithmetic as CuPy's) and, in the
+  training steps, with TF32 on as a second row.
 
 A training step is forward + loss + backward + SGD update (momentum 0.9, weight decay 5e-4). Its
 nominal work is 3× the forward FLOPs (forward GEMMs, then the two backward GEMMs per layer: dW and dX).
@@ -14,6 +19,7 @@ nominal work is 3× the forward FLOPs (forward GEMMs, then the two backward GEMM
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from minialex import backend
+from minialex._engine import workspace
 from minialex.layers import (
     Conv2d,
     Dropout,
@@ -72,6 +79,53 @@ class Timer:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
+
+
+# -- device memory ---------------------------------------------------------------------------------------
+
+
+def fresh_memory(torch: Any = None) -> None:
+    """Forget every cached block before a configuration: minialex's scratch buffers, CuPy's pools, and
+    PyTorch's caching allocator and peak counters (on CUDA). Objects still referenced stay alive."""
+    gc.collect()
+    workspace.release()
+    backend.release_cached_memory()
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def device_step_memory(fns: dict[str, tuple[Timer, Callable[[], Any]]], torch: Any = None) -> dict[str, Any]:
+    """Peak device memory of one more training step of every framework in ``fns``, in MB.
+
+    minialex: CuPy's pool is emptied of cached blocks, then one step runs; ``peak_mb`` is what the pool holds
+    afterwards. The pool never returns memory by itself, so that is its high-water mark over the step (the
+    model, optimiser state and kept activations included), at least the peak of the bytes in use.
+    PyTorch: the caching allocator is emptied and its peaks reset; ``peak_mb`` is ``max_memory_reserved``
+    (the same measure: bytes held by the allocator) and ``allocated_peak_mb`` ``max_memory_allocated``.
+    """
+    memory: dict[str, Any] = {}
+    for key, (_, fn) in fns.items():
+        if key == "minialex":
+            gc.collect()
+            backend.release_cached_memory()
+            pool = backend.xp.get_default_memory_pool()
+            resident = pool.used_bytes()
+            fn()
+            backend.synchronize()
+            memory[key] = {"peak_mb": pool.total_bytes() / 1e6, "resident_mb": resident / 1e6}
+        elif torch is not None and torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            memory[key] = {
+                "peak_mb": torch.cuda.max_memory_reserved() / 1e6,
+                "allocated_peak_mb": torch.cuda.max_memory_allocated() / 1e6,
+            }
+    return memory
 
 
 # -- models with identical weights -------------------------------------------------------------------------
@@ -183,10 +237,29 @@ def torch_layer_pass(tmodel: Any, torch: Any, x: Any, labels: Any, timer: Timer)
     return {name: (fwd[name], bwd[name]) for name in fwd}
 
 
+def _mirror_or_reason(model: Any, torch: Any, device: str, inplace_relu: bool) -> tuple[Any, str]:
+    """The PyTorch twin of ``model`` and ``""``, or None and why there is none (a layer with no twin)."""
+    try:
+        return torch_mirror(model, torch, device, inplace_relu=inplace_relu), ""
+    except TypeError as exc:
+        return None, str(exc)
+
+
+def set_tf32(torch: Any, device: str, enabled: bool) -> None:
+    """PyTorch's TF32 switches for matmul and cuDNN (a no-op on the CPU). cuDNN's is on by default in PyTorch."""
+    if device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
+
 def per_layer(
     variant: str, n: int, repeats: int, torch: Any = None, device: str = "cpu", log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Median forward/backward time per layer of ``variant`` at batch ``n``, minialex and (if given) PyTorch."""
+    """Median forward/backward time per layer of ``variant`` at batch ``n``, minialex and (if given) PyTorch.
+
+    On CUDA, PyTorch runs with TF32 off: the same float32 arithmetic as minialex's.
+    """
+    fresh_memory(torch)
     model = make_minialex(variant)
     loss = SoftmaxCrossEntropy()
     x_host, labels_host = batch(model, n)
@@ -194,8 +267,15 @@ def per_layer(
     timer = Timer("cupy" if backend.on_gpu else "cpu")
     runs: dict[str, list[dict[str, tuple[float, float]]]] = {"minialex": []}
     tmodel = tx = tlabels = ttimer = None
+    result: dict[str, Any] = {"variant": variant, "batch": n, "repeats": repeats, "layers": {}}
     if torch is not None:
-        tmodel = torch_mirror(model, torch, device, inplace_relu=False)
+        tmodel, why_not = _mirror_or_reason(model, torch, device, inplace_relu=False)
+        if tmodel is None:
+            result["torch_skipped"] = why_not
+            log(f"  per-layer {variant}: PyTorch skipped ({why_not})")
+    if tmodel is not None:
+        set_tf32(torch, device, False)
+        result["torch_tf32"] = False if device != "cpu" else None
         tx = torch.from_numpy(x_host).to(device)
         tlabels = torch.from_numpy(labels_host).to(device)
         ttimer = Timer("torch-cuda" if device != "cpu" else "cpu", torch)
@@ -204,13 +284,12 @@ def per_layer(
         mx = minialex_layer_pass(model, loss, x, labels, timer)
         if r:
             runs["minialex"].append(mx)
-        if torch is not None:
+        if tmodel is not None:
             tt = torch_layer_pass(tmodel, torch, tx, tlabels, ttimer)
             if r:
                 runs["torch"].append(tt)
         log(f"  per-layer {variant} batch {n}: round {r}/{repeats} done" + (" (warm-up)" if not r else ""))
     flops = forward_flops(model)
-    result: dict[str, Any] = {"variant": variant, "batch": n, "repeats": repeats, "layers": {}}
     for name in runs["minialex"][0]:
         row: dict[str, Any] = {"gflop_fwd": flops.get(name, 0) * n / 1e9}
         for fw, fw_runs in runs.items():
@@ -255,9 +334,7 @@ def _with_tf32(torch: Any, device: str, tf32: bool, fn: Callable[[], Any]) -> Ca
     """``fn`` run with PyTorch's TF32 switch set to ``tf32`` (on CUDA; a no-op on the CPU)."""
 
     def run() -> Any:
-        if device != "cpu":
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
+        set_tf32(torch, device, tf32)
         return fn()
 
     return run
@@ -272,7 +349,12 @@ def train_steps(
     tf32_modes: tuple[bool, ...] = (False,),
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Median time of a training step of ``variant`` at batch ``n`` for minialex and PyTorch, alternated."""
+    """Median time of a training step of ``variant`` at batch ``n`` for minialex and PyTorch, alternated.
+
+    On CUDA every mode in ``tf32_modes`` is its own PyTorch row (``torch-tf32-off``, ``torch-tf32-on``), and
+    the peak device memory of one more step of each is measured afterwards (:func:`device_step_memory`).
+    """
+    fresh_memory(torch)
     model = make_minialex(variant)
     x_host, labels_host = batch(model, n)
     fns: dict[str, tuple[Timer, Callable[[], Any]]] = {
@@ -281,14 +363,18 @@ def train_steps(
             minialex_step_fn(model, backend.asarray(x_host), backend.asarray(labels_host)),
         )
     }
+    out: dict[str, Any] = {"variant": variant, "batch": n, "repeats": repeats}
     if torch is not None:
-        tmodel = torch_mirror(model, torch, device)
-        tx, tl = torch.from_numpy(x_host).to(device), torch.from_numpy(labels_host).to(device)
-        ttimer = Timer("torch-cuda" if device != "cpu" else "cpu", torch)
-        for tf32 in tf32_modes:
-            key = "torch" if device == "cpu" else f"torch-tf32-{'on' if tf32 else 'off'}"
-
-            fns[key] = (ttimer, _with_tf32(torch, device, tf32, torch_step_fn(tmodel, torch, tx, tl)))
+        tmodel, why_not = _mirror_or_reason(model, torch, device, inplace_relu=True)
+        if tmodel is None:
+            out["torch_skipped"] = why_not
+            log(f"  step {variant}: PyTorch skipped ({why_not})")
+        else:
+            tx, tl = torch.from_numpy(x_host).to(device), torch.from_numpy(labels_host).to(device)
+            ttimer = Timer("torch-cuda" if device != "cpu" else "cpu", torch)
+            for tf32 in tf32_modes:
+                key = "torch" if device == "cpu" else f"torch-tf32-{'on' if tf32 else 'off'}"
+                fns[key] = (ttimer, _with_tf32(torch, device, tf32, torch_step_fn(tmodel, torch, tx, tl)))
     times: dict[str, list[float]] = {key: [] for key in fns}
     for r in range(repeats + 1):
         for key, (timer, fn) in fns.items():
@@ -297,22 +383,20 @@ def train_steps(
                 times[key].append(elapsed)
         log(
             f"  step {variant} batch {n}: round {r}/{repeats} "
-            + " ".join(f"{k}={v[-1]:.3f}s" for k, v in times.items() if v)
+            + " ".join(f"{k}={v[-1]:.4f}s" for k, v in times.items() if v)
         )
     flops = sum(forward_flops(model).values())
-    out = {
-        "variant": variant,
-        "batch": n,
-        "repeats": repeats,
-        "gflop_step": 3 * flops * n / 1e9,
-        "times_s": times,
-        "median_s": {key: median(v) for key, v in times.items()},
-    }
-    if backend.on_gpu:  # device memory: CuPy's pool (bytes it holds) and PyTorch's peak allocation
-        out["memory"] = {"minialex": {"peak_mb": backend.xp.get_default_memory_pool().total_bytes() / 1e6}}
-        if torch is not None and device != "cpu":
-            for key in fns:
-                if key != "minialex":
-                    out["memory"][key] = {"peak_mb": torch.cuda.max_memory_allocated() / 1e6}
-        out["memory_kind"] = "GPU memory (CuPy pool total / torch.cuda.max_memory_allocated)"
+    out.update(
+        {
+            "gflop_step": 3 * flops * n / 1e9,
+            "times_s": times,
+            "median_s": {key: median(v) for key, v in times.items()},
+        }
+    )
+    if backend.on_gpu:
+        out["memory"] = device_step_memory(fns, torch)
+        out["memory_kind"] = (
+            "GPU memory: CuPy pool high-water mark over one step from an emptied pool / "
+            "torch.cuda.max_memory_reserved over one step after empty_cache"
+        )
     return out

@@ -7,7 +7,9 @@ prints one JSON line::
     peak_mb        the process's peak resident set (VmHWM) over its whole life: what the machine must have
     step_peak_mb   the peak during the steps (the mark is reset before them) − rss_ready_mb: what the
                    training steps themselves add on top of the model, optimiser state and batch
-    gpu_pool_total_mb  on CuPy: bytes held by CuPy's memory pool after the steps
+    gpu_pool_total_mb  on CuPy: bytes held by CuPy's memory pool after the steps, which were started from an
+                   emptied pool: the pool's high-water mark over the steps
+    gpu_reserved_peak_mb  PyTorch on CUDA: torch.cuda.max_memory_reserved over the steps
 
 The minialex process does not import torch, and the torch process does not build a minialex model's
 work buffers, so each peak is that framework's alone (the torch process builds its weights from a
@@ -63,6 +65,7 @@ def measure(framework: str, variant: str, n: int, steps: int, threads: int) -> d
     from minialex import backend
 
     out: dict[str, float | str | int] = {"framework": framework, "variant": variant, "batch": n, "steps": steps}
+    device = "cpu"
     if framework == "torch":
         import torch
 
@@ -82,6 +85,10 @@ def measure(framework: str, variant: str, n: int, steps: int, threads: int) -> d
         x_host, labels_host = bench.batch(model, n)
         step = bench.minialex_step_fn(model, backend.asarray(x_host), backend.asarray(labels_host))
     gc.collect()
+    backend.release_cached_memory()  # CuPy: the pool keeps only live arrays, so its growth is the steps'
+    if framework == "torch" and device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     out["rss_ready_mb"] = rss_mb()
     out["peak_setup_mb"] = peak_mb()  # the peak while importing and building, before any step
     out["peak_reset"] = reset_peak()
@@ -94,6 +101,9 @@ def measure(framework: str, variant: str, n: int, steps: int, threads: int) -> d
     if framework == "minialex" and backend.on_gpu:
         pool = backend.xp.get_default_memory_pool()
         out["gpu_pool_total_mb"] = pool.total_bytes() / 1e6
+    if framework == "torch" and device == "cuda":
+        torch.cuda.synchronize()
+        out["gpu_reserved_peak_mb"] = torch.cuda.max_memory_reserved() / 1e6
     return out
 
 

@@ -1,20 +1,33 @@
-"""Turn a results dict into the markdown table, the JSON file and the charts."""
+"""Turn a results dict into the markdown report, the JSON file, the charts and the README's results sections.
+
+Also a command, to render recorded results again (e.g. a GPU run's JSON brought back from another machine)::
+
+    python -m benchmarks.report benchmarks/results/h200.json [--readme]
+
+rewrites ``h200.md`` and the charts beside the JSON from its numbers, and with ``--readme`` the matching
+"latest results" section of benchmarks/README.md (the CPU one or the GPU one, by the run's device).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-FRAMEWORK_LABEL = {"minialex": "minialex (NumPy)", "torch": "PyTorch CPU"}
+from benchmarks.charts import charts
+from benchmarks.charts import framework_label as _label
+
+README_MARKS = {
+    "cpu": ("<!-- results:start -->", "<!-- results:end -->"),
+    "gpu": ("<!-- gpu-results:start -->", "<!-- gpu-results:end -->"),
+}
 
 
-def _label(fw: str, device: str) -> str:
-    if fw == "minialex":
-        return "minialex (CuPy)" if device == "gpu" else "minialex (NumPy)"
-    if fw == "torch":
-        return "PyTorch CPU"
-    return fw.replace("torch-", "PyTorch CUDA ").replace("tf32-", "TF32 ")
+def gemm_rate_for(results: dict[str, Any], device: str) -> float | None:
+    """The GEMM rate that rows of ``device`` are measured against: NumPy's on the CPU, CuPy's on the GPU."""
+    return results.get("gemm_gflops_gpu") if device == "gpu" else results.get("gemm_gflops")
 
 
 def machine_section(results: dict[str, Any]) -> list[str]:
@@ -33,15 +46,53 @@ def machine_section(results: dict[str, Any]) -> list[str]:
         f"- load average at start (1, 5, 15 min): {m.get('load_average_1_5_15')}",
     ]
     if "gpu" in m:
-        lines.append(f"- GPU: {m['gpu']}")
+        gpu = m.get("gpu_details") or {}
+        formats = {
+            "memory_gib": "{} GiB",
+            "compute_capability": "compute capability {}",
+            "driver_version": "driver API {}",
+            "runtime_version": "CUDA runtime {}",
+            "cupy": "CuPy {}",
+            "cupy_tf32": "CUPY_TF32={}",
+        }
+        details = ", ".join(text.format(gpu[key]) for key, text in formats.items() if key in gpu)
+        lines.append(f"- GPU: {m['gpu']}" + (f" ({details})" if details else ""))
+        if "torch_cuda" in m:
+            lines.append(
+                f"- PyTorch CUDA {m['torch_cuda']}, cuDNN {m.get('torch_cudnn')}, "
+                f"cudnn.benchmark={m.get('torch_cudnn_benchmark')}"
+            )
+    if results.get("gemm_gflops_gpu"):
+        lines.append(
+            f"- GPU float32 GEMM rate (CuPy matmul 8192³, best of 5, CUDA events): {results['gemm_gflops_gpu']:.0f} "
+            f"GFLOP/s; device-to-device copy {results.get('copy_gbps_gpu') or float('nan'):.0f} GB/s (read + write)"
+        )
+    draws = results.get("device_draws")
+    if draws:
+        lines.append(
+            f"- a dropout-sized draw on the GPU (128×4096 uniform float32): {draws['cached_philox_ms']:.3f} ms with "
+            f"minialex's cached Philox generator re-seeded per draw, {draws.get('reseeded_xorwow_ms', float('nan')):.3f}"
+            f" ms with a kept XORWOW generator re-seeded per draw, {draws['fresh_generator_ms']:.3f} ms with a new "
+            "cuRAND generator per draw"
+        )
+    ref = results.get("cpu_reference")
+    if ref:
+        lines.append(
+            f"- CPU reference for CuPy ÷ NumPy: `{ref['source']}` ({ref['machine_name']}, {ref['started']}), "
+            "NumPy step medians recorded there"
+        )
     return lines
 
 
-def per_layer_table(entry: dict[str, Any], gemm: float) -> list[str]:
+def per_layer_table(entry: dict[str, Any], gemm: float | None) -> list[str]:
+    """One row per layer: forward and backward ms of each framework, minialex's GFLOP/s, PyTorch ÷ minialex.
+
+    ``gemm`` is the rate of the entry's own device (:func:`gemm_rate_for`).
+    """
+    device = entry.get("device", "cpu")
+    digits = 2 if device == "gpu" else 1  # GPU layers take tenths of a millisecond
     fws = [fw for fw in ("minialex", "torch") if fw in next(iter(entry["layers"].values()))]
-    head = "| layer | GFLOP fwd | " + " | ".join(
-        f"{_label(fw, entry.get('device', 'cpu'))} fwd ms | bwd ms" for fw in fws
-    )
+    head = "| layer | GFLOP fwd | " + " | ".join(f"{_label(fw, device)} fwd ms | bwd ms" for fw in fws)
     head += " | minialex GFLOP/s | PyTorch ÷ minialex |" if "torch" in fws else " | minialex GFLOP/s |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     totals = {fw: [0.0, 0.0] for fw in fws}
@@ -49,7 +100,7 @@ def per_layer_table(entry: dict[str, Any], gemm: float) -> list[str]:
     for name, row in entry["layers"].items():
         cells = [name, f"{row['gflop_fwd']:.2f}"]
         for fw in fws:
-            cells += [f"{row[fw]['fwd_s'] * 1e3:.1f}", f"{row[fw]['bwd_s'] * 1e3:.1f}"]
+            cells += [f"{row[fw]['fwd_s'] * 1e3:.{digits}f}", f"{row[fw]['bwd_s'] * 1e3:.{digits}f}"]
             totals[fw][0] += row[fw]["fwd_s"]
             totals[fw][1] += row[fw]["bwd_s"]
         mx = row["minialex"]["fwd_s"] + row["minialex"]["bwd_s"]
@@ -60,9 +111,10 @@ def per_layer_table(entry: dict[str, Any], gemm: float) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["**total**", f"{total_gflop / 3:.2f}"]
     for fw in fws:
-        cells += [f"**{totals[fw][0] * 1e3:.0f}**", f"**{totals[fw][1] * 1e3:.0f}**"]
+        cells += [f"**{totals[fw][0] * 1e3:.{digits - 1}f}**", f"**{totals[fw][1] * 1e3:.{digits - 1}f}**"]
     mx = sum(totals["minialex"])
-    cells.append(f"{total_gflop / mx:.0f} ({total_gflop / mx / gemm:.0%} of GEMM)")
+    share = f" ({total_gflop / mx / gemm:.0%} of GEMM)" if gemm else ""
+    cells.append(f"{total_gflop / mx:.0f}{share}")
     if "torch" in fws:
         cells.append(f"**{sum(totals['torch']) / mx:.2f}**")
     lines.append("| " + " | ".join(cells) + " |")
@@ -74,29 +126,62 @@ def _mb(mem: dict[str, Any], key: str) -> str:
 
 
 def step_table(results: dict[str, Any]) -> list[str]:
-    gemm = results["gemm_gflops"]
     lines = [
         "| model | batch | framework | ms/step (median) | images/s | GFLOP/s | of GEMM rate | speed vs PyTorch (GPU: TF32 off) "
-        "| peak RSS MB | step peak MB |",
+        "| peak MB (CPU: RSS; GPU: device) | step peak MB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in results["steps"]:
-        on_gpu = entry.get("device") == "gpu"
-        ref = entry["median_s"].get("torch-tf32-off" if on_gpu else "torch")
-        rate = results.get("gemm_gflops_gpu") if on_gpu else gemm
+        device = entry.get("device", "cpu")
+        ref = entry["median_s"].get("torch-tf32-off" if device == "gpu" else "torch")
+        rate = gemm_rate_for(results, device)
+        digits = 1 if device == "gpu" else 0  # a GPU step takes milliseconds, a CPU step seconds
         for fw, t in entry["median_s"].items():
             mem = entry.get("memory", {}).get(fw, {})
             frac = f"{entry['gflop_step'] / t / rate:.0%}" if rate else "–"
             lines.append(
-                f"| {entry['variant']} | {entry['batch']} | {_label(fw, entry.get('device', 'cpu'))} | {t * 1e3:.0f} | "
+                f"| {entry['variant']} | {entry['batch']} | {_label(fw, device)} | {t * 1e3:.{digits}f} | "
                 f"{entry['batch'] / t:.1f} | {entry['gflop_step'] / t:.0f} | {frac} | "
                 f"{(ref / t if ref else float('nan')):.2f}× | {_mb(mem, 'peak_mb')} | {_mb(mem, 'step_peak_mb')} |"
             )
     return lines
 
 
+def numpy_steps(results: dict[str, Any]) -> tuple[dict[tuple[str, int], float], str]:
+    """NumPy step medians by (variant, batch), and where they come from: this run's CPU rows, else the reference."""
+    own = {
+        (e["variant"], e["batch"]): e["median_s"]["minialex"]
+        for e in results["steps"]
+        if e.get("device", "cpu") == "cpu" and "minialex" in e["median_s"]
+    }
+    if own:
+        return own, "this run's CPU rows"
+    ref = results.get("cpu_reference")
+    if not ref:
+        return {}, ""
+    steps = {(e["variant"], e["batch"]): e["median_s"]["minialex"] for e in ref["steps"] if "minialex" in e["median_s"]}
+    return steps, f"`{ref['source']}` ({ref['machine_name']})"
+
+
+def numpy_ratio_table(results: dict[str, Any]) -> list[str]:
+    """CuPy beside NumPy for every GPU step that has a NumPy twin (empty when there is none)."""
+    numpy_s, source = numpy_steps(results)
+    rows = []
+    for e in results["steps"]:
+        key = (e["variant"], e["batch"])
+        if e.get("device") == "gpu" and key in numpy_s and "minialex" in e["median_s"]:
+            cupy_s = e["median_s"]["minialex"]
+            rows.append(
+                f"| {key[0]} | {key[1]} | {numpy_s[key] * 1e3:.0f} | {cupy_s * 1e3:.1f} | {numpy_s[key] / cupy_s:.1f}× |"
+            )
+    if not rows:
+        return []
+    head = [f"NumPy times from {source}.", "", "| model | batch | NumPy ms | CuPy ms | CuPy ÷ NumPy (speed-up) |"]
+    return [*head, "|---|---:|---:|---:|---:|", *rows]
+
+
 def targets_table(results: dict[str, Any]) -> list[str]:
-    """The issue's CPU targets, checked against this run's numbers."""
+    """The CPU and GPU targets, checked against this run's numbers."""
     gemm = results["gemm_gflops"]
     steps = {(e["variant"], e["batch"]): e for e in results["steps"] if e.get("device", "cpu") == "cpu"}
     gpu_steps = {(e["variant"], e["batch"]): e for e in results["steps"] if e.get("device") == "gpu"}
@@ -105,29 +190,30 @@ def targets_table(results: dict[str, Any]) -> list[str]:
     def add(name: str, value: str, ok: bool | None) -> None:
         rows.append(f"| {name} | {value} | {'yes' if ok else ('not measured' if ok is None else '**no**')} |")
 
-    for n in (32, 128):
-        e = steps.get(("paper", n))
-        if e is None or "torch" not in e["median_s"]:
-            add(f"paper, batch {n}: ≥ 1.5× PyTorch CPU throughput", "not run", None)
-            add(f"paper, batch {n}: ≥ 65% of the GEMM rate", "not run", None)
-            continue
-        ratio = e["median_s"]["torch"] / e["median_s"]["minialex"]
-        frac = e["gflop_step"] / e["median_s"]["minialex"] / gemm
-        add(f"paper, batch {n}: ≥ 1.5× PyTorch CPU throughput", f"{ratio:.2f}×", ratio >= 1.5)
-        add(f"paper, batch {n}: ≥ 65% of the GEMM rate", f"{frac:.0%} of {gemm:.0f} GFLOP/s", frac >= 0.65)
-    e = steps.get(("torchvision", 128))
-    if e is not None and "torch" in e["median_s"]:
-        ratio = e["median_s"]["torch"] / e["median_s"]["minialex"]
-        add("torchvision, batch 128: ≥ 1× PyTorch CPU", f"{ratio:.2f}×", ratio >= 1.0)
-    else:
-        add("torchvision, batch 128: ≥ 1× PyTorch CPU", "not run", None)
-    e = steps.get(("paper", 128))
-    mem = (e or {}).get("memory", {})
-    if "minialex" in mem and "torch" in mem:
-        a, b = mem["minialex"]["peak_mb"], mem["torch"]["peak_mb"]
-        add("paper, batch 128: peak RSS ≤ PyTorch's", f"{a:.0f} MB vs {b:.0f} MB", a <= b)
-    else:
-        add("paper, batch 128: peak RSS ≤ PyTorch's", "not run", None)
+    if steps or not gpu_steps:
+        for n in (32, 128):
+            e = steps.get(("paper", n))
+            if e is None or "torch" not in e["median_s"]:
+                add(f"paper, batch {n}: ≥ 1.5× PyTorch CPU throughput", "not run", None)
+                add(f"paper, batch {n}: ≥ 65% of the GEMM rate", "not run", None)
+                continue
+            ratio = e["median_s"]["torch"] / e["median_s"]["minialex"]
+            frac = e["gflop_step"] / e["median_s"]["minialex"] / gemm
+            add(f"paper, batch {n}: ≥ 1.5× PyTorch CPU throughput", f"{ratio:.2f}×", ratio >= 1.5)
+            add(f"paper, batch {n}: ≥ 65% of the GEMM rate", f"{frac:.0%} of {gemm:.0f} GFLOP/s", frac >= 0.65)
+        e = steps.get(("torchvision", 128))
+        if e is not None and "torch" in e["median_s"]:
+            ratio = e["median_s"]["torch"] / e["median_s"]["minialex"]
+            add("torchvision, batch 128: ≥ 1× PyTorch CPU", f"{ratio:.2f}×", ratio >= 1.0)
+        else:
+            add("torchvision, batch 128: ≥ 1× PyTorch CPU", "not run", None)
+        e = steps.get(("paper", 128))
+        mem = (e or {}).get("memory", {})
+        if "minialex" in mem and "torch" in mem:
+            a, b = mem["minialex"]["peak_mb"], mem["torch"]["peak_mb"]
+            add("paper, batch 128: peak RSS ≤ PyTorch's", f"{a:.0f} MB vs {b:.0f} MB", a <= b)
+        else:
+            add("paper, batch 128: peak RSS ≤ PyTorch's", "not run", None)
     g = gpu_steps.get(("paper", 128))
     if g is None:
         add("GPU targets (CuPy ≥ PyTorch CUDA, ≥ 30× NumPy)", "no GPU in this run", None)
@@ -135,10 +221,12 @@ def targets_table(results: dict[str, Any]) -> list[str]:
     for key in [k for k in g["median_s"] if k.startswith("torch")]:
         ratio = g["median_s"][key] / g["median_s"]["minialex"]
         add(f"paper, batch 128, GPU: CuPy ≥ 1× {_label(key, 'gpu')}", f"{ratio:.2f}×", ratio >= 1.0)
-    cpu = steps.get(("paper", 128))
-    if cpu is not None:
-        ratio = cpu["median_s"]["minialex"] / g["median_s"]["minialex"]
-        add("paper, batch 128: CuPy ≥ 30× minialex NumPy", f"{ratio:.1f}×", ratio >= 30)
+    numpy_s, source = numpy_steps(results)
+    if ("paper", 128) in numpy_s:
+        ratio = numpy_s[("paper", 128)] / g["median_s"]["minialex"]
+        add(f"paper, batch 128: CuPy ≥ 30× minialex NumPy ({source})", f"{ratio:.1f}×", ratio >= 30)
+    else:
+        add("paper, batch 128: CuPy ≥ 30× minialex NumPy", "no NumPy row (use --cpu-reference)", None)
     return rows
 
 
@@ -146,140 +234,68 @@ def markdown(results: dict[str, Any]) -> str:
     out = [f"# minialex benchmarks: {results['machine_name']}", ""]
     out += [f"Command: `{results['command']}`", f"Started {results['started']}, took {results['elapsed_s']:.0f} s.", ""]
     out += ["## Machine", "", *machine_section(results), ""]
-    out += ["## Targets (issue 6)", "", *targets_table(results), ""]
+    out += ["## Targets", "", *targets_table(results), ""]
     out += ["## Training steps (forward + loss + backward + SGD momentum/weight-decay update), float32", ""]
     out += [
         "GFLOP/s counts 3× the forward FLOPs of the convolutions and fully connected layers (2 × MACs each);"
-        " medians over alternating rounds (minialex, PyTorch, minialex, ...) in one process; peak memory from a"
-        " fresh process per configuration and framework (on GPU rows: device memory, CuPy's pool and"
-        " torch.cuda.max_memory_allocated).",
+        " medians over alternating rounds (minialex, PyTorch, minialex, ...) in one process; the GEMM rate is"
+        " the device's own (NumPy's on CPU rows, CuPy's on GPU rows). Peak memory: on CPU rows the resident set"
+        " of a fresh process per configuration and framework; on GPU rows device memory over one step (CuPy's"
+        " pool high-water mark from an emptied pool; torch.cuda.max_memory_reserved after empty_cache).",
         "",
     ]
     out += [*step_table(results), ""]
+    ratios = numpy_ratio_table(results)
+    if ratios:
+        out += ["## CuPy beside NumPy", "", *ratios, ""]
     for entry in results["per_layer"]:
-        out += [f"## Per layer: {entry['variant']}, batch {entry['batch']} (median of {entry['repeats']})", ""]
-        out += [*per_layer_table(entry, results["gemm_gflops"]), ""]
+        device = entry.get("device", "cpu")
+        where = " on the GPU (PyTorch TF32 off)" if device == "gpu" else ""
+        out += [f"## Per layer: {entry['variant']}, batch {entry['batch']}{where} (median of {entry['repeats']})", ""]
+        out += [*per_layer_table(entry, gemm_rate_for(results, device)), ""]
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(out)
 
 
-def charts(results: dict[str, Any], folder: Path, stem: str) -> list[Path]:
-    """Per-layer stacked bars (one bar per framework and batch) and training-step throughput bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    paths = []
-    if results["per_layer"]:
-        fig = Figure(figsize=(11, 6), layout="constrained")
-        ax = fig.add_subplot()
-        bars, labels = [], []
-        for entry in results["per_layer"]:
-            for fw in ("minialex", "torch"):
-                if fw in next(iter(entry["layers"].values())):
-                    bars.append((entry, fw))
-                    labels.append(f"{_label(fw, entry.get('device', 'cpu'))}\nbatch {entry['batch']}")
-        groups = {
-            "conv1": ["conv1"],
-            "conv2": ["conv2"],
-            "conv3": ["conv3"],
-            "conv4": ["conv4"],
-            "conv5": ["conv5"],
-            "LRN": ["norm1", "norm2"],
-            "max-pool": ["pool1", "pool2", "pool5"],
-            "ReLU": [f"relu{i}" for i in range(1, 9)],
-            "fc6": ["fc6"],
-            "fc7": ["fc7"],
-            "fc8": ["fc8"],
-            "dropout + flatten + loss": ["drop6", "drop7", "flatten", "loss"],
-        }
-        colors = matplotlib.colormaps["tab20"].colors
-        bottoms = [0.0] * len(bars)
-        for gi, (group, names) in enumerate(groups.items()):
-            heights = []
-            for entry, fw in bars:
-                per_image = sum(
-                    entry["layers"][n][fw]["fwd_s"] + entry["layers"][n][fw]["bwd_s"]
-                    for n in names
-                    if n in entry["layers"]
-                )
-                heights.append(per_image / entry["batch"] * 1e3)
-            ax.bar(range(len(bars)), heights, bottom=bottoms, label=group, color=colors[gi % len(colors)])
-            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-        ax.set_xticks(range(len(bars)), labels)
-        ax.set_ylabel("ms per image (forward + backward)")
-        ax.set_title(f"Where the time goes: paper AlexNet, float32 — {results['machine_name']}")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        path = folder / f"{stem}-layers.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    if results["steps"]:
-        fig = Figure(figsize=(10, 5), layout="constrained")
-        ax = fig.add_subplot()
-        fws = []
-        for entry in results["steps"]:
-            for fw in entry["median_s"]:
-                if fw not in fws:
-                    fws.append(fw)
-        width = 0.8 / len(fws)
-        names = [f"{e['variant']}\nbatch {e['batch']}" for e in results["steps"]]
-        for k, fw in enumerate(fws):
-            xs = [i + (k - (len(fws) - 1) / 2) * width for i in range(len(names))]
-            ys = [e["batch"] / e["median_s"][fw] if fw in e["median_s"] else 0.0 for e in results["steps"]]
-            ax.bar(xs, ys, width, label=_label(fw, results["steps"][0].get("device", "cpu")))
-        ax.set_xticks(range(len(names)), names)
-        ax.set_ylabel("training images / s (higher is better)")
-        ax.set_yscale("log")
-        ax.set_title(f"Training step throughput, float32 — {results['machine_name']}")
-        ax.legend()
-        path = folder / f"{stem}-steps.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    return paths
+def _layer_group(name: str) -> str:
+    for prefix, key in (("conv", "convs"), ("norm", "LRN"), ("pool", "max-pool"), ("relu", "ReLU"), ("fc", "fc")):
+        if name.startswith(prefix):
+            return key
+    return "rest"
 
 
 def readme_section(results: dict[str, Any], report_name: str) -> str:
-    """The "latest results" part of benchmarks/README.md: command, machine, targets, steps, per-layer totals."""
+    """A "latest results" part of benchmarks/README.md: command, machine, targets, steps, per-layer totals."""
     out = [f"Made by `{results['command']}` on {results['started']} ({results['elapsed_s']:.0f} s); full report:"]
     out += [f"[`results/{report_name}.md`](results/{report_name}.md), charts beside it.", ""]
-    out += [*machine_section(results), "", "### Targets (issue 6)", "", *targets_table(results), ""]
+    out += [*machine_section(results), "", "### Targets", "", *targets_table(results), ""]
     out += ["### Training steps", "", *step_table(results), ""]
+    ratios = numpy_ratio_table(results)
+    if ratios:
+        out += ["### CuPy beside NumPy", "", *ratios, ""]
     out += ["### Per layer, paper model (ms, medians; forward + backward)", ""]
     out += [
         "| batch | framework | convs | LRN | max-pool | ReLU | fc6-fc8 | rest | total |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in results["per_layer"]:
+        device = entry.get("device", "cpu")
         fws = [fw for fw in ("minialex", "torch") if fw in next(iter(entry["layers"].values()))]
+        digits = 1 if device == "gpu" else 0
         for fw in fws:
             parts = {"convs": 0.0, "LRN": 0.0, "max-pool": 0.0, "ReLU": 0.0, "fc": 0.0, "rest": 0.0}
             for name, row in entry["layers"].items():
-                t = (row[fw]["fwd_s"] + row[fw]["bwd_s"]) * 1e3
-                key = (
-                    "convs"
-                    if name.startswith("conv")
-                    else "LRN"
-                    if name.startswith("norm")
-                    else "max-pool"
-                    if name.startswith("pool")
-                    else "ReLU"
-                    if name.startswith("relu")
-                    else "fc"
-                    if name.startswith("fc")
-                    else "rest"
-                )
-                parts[key] += t
-            cells = [str(entry["batch"]), _label(fw, entry.get("device", "cpu"))]
-            cells += [f"{v:.0f}" for v in parts.values()] + [f"**{sum(parts.values()):.0f}**"]
+                parts[_layer_group(name)] += (row[fw]["fwd_s"] + row[fw]["bwd_s"]) * 1e3
+            cells = [str(entry["batch"]), _label(fw, device)]
+            cells += [f"{v:.{digits}f}" for v in parts.values()] + [f"**{sum(parts.values()):.{digits}f}**"]
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 def update_readme(results: dict[str, Any], readme: Path, report_name: str) -> bool:
-    """Replace the text between the ``<!-- results:start -->`` and ``<!-- results:end -->`` marks of ``readme``."""
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    """Replace the text between the results marks of ``readme`` for the run's device (CPU or GPU section)."""
+    start, end = README_MARKS["gpu" if results.get("device") == "gpu" else "cpu"]
     text = readme.read_text(encoding="utf-8")
     if start not in text or end not in text:
         return False
@@ -300,3 +316,29 @@ def write(results: dict[str, Any], folder: Path, stem: str) -> dict[str, Path]:
     for path in charts(results, folder, stem):
         out[path.stem] = path
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render recorded benchmark results again: markdown, charts, README")
+    parser.add_argument("json", type=Path, help="a results JSON written by python -m benchmarks.run")
+    parser.add_argument("--readme", action="store_true", help="also rewrite its section of benchmarks/README.md")
+    parser.add_argument("--no-charts", action="store_true", help="leave the charts as they are")
+    args = parser.parse_args(argv)
+    results = json.loads(args.json.read_text(encoding="utf-8"))
+    stem, folder = args.json.stem, args.json.parent
+    (folder / f"{stem}.md").write_text(markdown(results) + "\n", encoding="utf-8")
+    written = [folder / f"{stem}.md"]
+    if not args.no_charts:
+        written += charts(results, folder, stem)
+    if args.readme:
+        readme = Path(__file__).resolve().parent / "README.md"
+        if not update_readme(results, readme, stem):
+            print(f"{readme}: no results marks for a {results.get('device', 'cpu')} run", file=sys.stderr)
+            return 1
+        written.append(readme)
+    print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
