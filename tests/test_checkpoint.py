@@ -426,5 +426,5 @@ def test_header_is_plain_json_text(saved):
     assert all(isinstance(v, str) for v in meta.values())
     assert {k for k in header if k != "__metadata__"} == {
         *(f"model.{k}" for k in _trained()[0].params),
-        *(f"optim.{k}" for k in _trained()[0].params),
+        *(f"optim.velocity.{k}" for k in _trained()[0].params),
     }

@@ -27,7 +27,10 @@ def _one_blas_thread(one_blas_thread_per_xdist_worker):
     """These tests train networks: see ``one_blas_thread_per_xdist_worker`` in conftest.py."""
 
 
-TINY = ["--epochs", "1", "--limit-train", "96", "--limit-test", "50", "--batch-size", "32", "--no-progress"]
+TINY = [
+    *("--epochs", "1", "--limit-train", "96", "--limit-val", "40", "--limit-test", "50"),
+    *("--batch-size", "32", "--no-progress"),
+]
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -107,23 +110,23 @@ def test_bad_arguments_give_one_line_and_status_2(capsys, argv, fragment):
         (["train", "--resume", "missing.safetensors"], "missing.safetensors"),
     ],
 )
-def test_minialex_errors_give_one_line_and_status_1(capsys, argv, fragment):
+def test_minialex_errors_give_one_line_and_status_2(capsys, argv, fragment):
     status, _, err = run_main(capsys, *argv)
-    assert status == 1
+    assert status == 2
     assert err.count("\n") == 1 and err.startswith("minialex: error:") and fragment in err
     assert "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(capsys):
     status, _, err = run_main(capsys, "evaluate", "missing.safetensors", "--debug")
-    assert status == 1 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("minialex: error:")
+    assert status == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("minialex: error:")
 
 
 def test_unwritable_out_dir_is_one_clear_line(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     status, _, err = run_main(capsys, "train", *TINY, "--out-dir", str(blocker / "run"))
-    assert status == 1 and err.count("\n") == 1
+    assert status == 2 and err.count("\n") == 1
     assert "--out-dir" in err and "cannot be created or written" in err
 
 
@@ -196,7 +199,7 @@ def test_load_image_converts_layouts(tmp_path):
 
 def test_resume_rejects_a_changed_recipe_in_one_line(capsys, tiny_run):
     status, _, err = run_main(capsys, "train", "--resume", str(tiny_run / "last.safetensors"), "--lr", "0.5")
-    assert status == 1 and err.count("\n") == 1 and "cannot change lr when resuming" in err
+    assert status == 2 and err.count("\n") == 1 and "cannot change lr when resuming" in err
 
 
 # -- real signals to a training subprocess -------------------------------------------------------------------------

@@ -19,12 +19,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from minialex import backend
+from minialex.errors import ConfigError
 
 
 def _default_threads() -> int:
     value = os.environ.get("MINIALEX_THREADS", "").strip()
     if value:
-        return max(1, int(value))
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ConfigError(
+                f"MINIALEX_THREADS={value!r} must be a whole number of threads (1 turns threads off)"
+            ) from None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cpus))
 
