@@ -245,3 +245,9 @@ def test_evaluation_rejects_bad_labels_before_indexing(decided, labels, fragment
     assert fragment in str(info.value)
     with pytest.raises(DataError, match="no images to evaluate"):
         evaluate_model(run.model, run.pipeline, run.data.test_images[:0], np.zeros(0, np.int64), 2)
+
+
+def test_an_empty_split_is_refused_before_anything_is_built(digits, tmp_path):
+    empty = dataclasses.replace(digits, val_images=digits.val_images[:0], val_labels=digits.val_labels[:0])
+    with pytest.raises(DataError, match=r"dataset mnist5k: the val split is empty; a run needs .* validation images"):
+        trainer(config(tmp_path), empty)

@@ -85,15 +85,8 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
     minialex_version: str = ""
 
-    @property
-    def epoch(self) -> Any:
-        """``metadata["epoch"]`` if the writer gave one, else None."""
-        return self.metadata.get("epoch")
-
-    @property
-    def step(self) -> Any:
-        """``metadata["step"]`` if the writer gave one, else None."""
-        return self.metadata.get("step")
+    epoch = property(lambda self: self.metadata.get("epoch"), doc='``metadata["epoch"]`` if given, else None.')
+    step = property(lambda self: self.metadata.get("step"), doc='``metadata["step"]`` if given, else None.')
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class Trainer:
         self.directory.prepare(cfg.to_dict())
         for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
             self.log(line)
-        if not self.resumed:
+        if state.global_step == 0:  # a new run (or one resumed before its first step)
             self.check_initial_loss()
             self._save(LAST)  # epoch 0: a good checkpoint exists before the first step
         with self.stops:
