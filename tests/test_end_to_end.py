@@ -2,9 +2,8 @@
 a short run, real learning reported on the 1,000 test digits, and a run directory whose every file is there and
 consistent.
 
-About 15–25 s on two cores (three epochs at a few hundred to a thousand images per second); marked ``slow``
-but part of the default run. The full default recipe (its accuracy and time) is measured, not tested: see
-docs/training.md.
+Three epochs of training; marked ``slow`` but part of the default run. The full default recipe (its accuracy
+and time) is measured, not tested: see docs/training.md.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def check_learning(run):
     assert metrics["status"] == "complete"
     assert metrics["test_images"] == 1000 and metrics["train_images"] == 3500 and metrics["val_images"] == 500
     assert metrics["epochs"] == EPOCHS
-    # Chance is 10 %; three epochs of the default recipe reach about 96 % (two: 89–94 %, seed and BLAS dependent).
+    # Chance is 10 %; what three epochs reach is in docs/training.md, comfortably above this bound.
     assert metrics["test_accuracy"] >= 0.90
     assert metrics["test_accuracy"] <= metrics["test_top5_accuracy"] <= 1.0
     assert metrics["test_top5_accuracy"] >= 0.99

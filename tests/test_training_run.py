@@ -160,9 +160,11 @@ def test_one_read_back_per_flush_and_sums_exact_as_if_read_every_step(digits, tm
     assert result.history[0]["train_loss"] == expected / 640  # bit for bit
 
 
-def test_a_divergence_between_flushes_is_named_at_its_exact_step(digits, tmp_path):
-    run = trainer(config(tmp_path, epochs=1, limit_train=640), digits)  # 20 steps: flushes at 16 and 20
-    original = run.pipeline.train
+def test_a_divergence_between_flushes_is_named_at_its_exact_step(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(monitor, "FLUSH_SECONDS", math.inf)
+    steps = []
+    run = trainer(config(tmp_path, epochs=1, limit_train=640), digits, on_step=lambda t, e, s: steps.append(s))
+    original = run.pipeline.train  # 20 steps: flushes after steps 16 and 20
 
     def poison(images):
         x = original(images)
@@ -173,6 +175,7 @@ def test_a_divergence_between_flushes_is_named_at_its_exact_step(digits, tmp_pat
     run.pipeline.train = poison
     with pytest.raises(TrainingDivergedError, match=r"the loss became nan at epoch 1, step 3 \(global step 3\)"):
         run.fit()
+    assert steps == list(range(1, 16))  # found by the read-back after step 16, not by a read per step
     assert run.state.partial.seen == 64  # the two good steps were counted, nothing after them
 
 

@@ -83,7 +83,8 @@ def inference_parts(config: TrainConfig, info: DataInfo, model_config: dict[str,
         raise CheckpointError(f"the checkpoint's model {model_config} cannot be built: {exc}") from exc
     finally:
         backend.set_rng_state(state)
-    shape = (int(info.image_shape[0]), int(info.image_shape[1]), int(info.image_shape[2]))
+    channels, height, width = info.image_shape
+    shape = (channels, height, width)
     dtype = np.dtype(model.config.get("dtype", config.dtype))
     pipeline = InputPipeline(config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype)
     return model, pipeline

@@ -200,5 +200,6 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
     model, pipeline = inference_parts(saved.config, saved.dataset, saved.model_config)
     checkpoint.restore(ckpt, model, rng=False)  # inference draws nothing: leave the caller's RNG alone
     model.eval()
-    shape = tuple(saved.dataset.image_shape)
-    return TrainedModel(model, saved.config, list(saved.dataset.classes), pipeline, shape, ckpt.metadata, saved)  # type: ignore[arg-type]
+    channels, height, width = saved.dataset.image_shape
+    shape = (channels, height, width)
+    return TrainedModel(model, saved.config, list(saved.dataset.classes), pipeline, shape, ckpt.metadata, saved)

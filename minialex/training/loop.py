@@ -58,7 +58,7 @@ from minialex.training.evaluation import (
 )
 from minialex.training.monitor import Divergence, StepMonitor, first_non_finite
 from minialex.training.progress import ProgressBar
-from minialex.training.resume import load_for_resume, restore_run
+from minialex.training.resume import load_for_resume
 from minialex.training.rundir import BEST, LAST, RunDirectory, default_run_dir
 from minialex.training.saved_run import SavedRun
 from minialex.training.signals import StopRequests
@@ -106,20 +106,24 @@ class Trainer:
     ) -> None:
         self.log, self.on_step, self.progress = log or (lambda message: None), on_step, progress
         self.stops = StopRequests()
+        resumption = None
         if resume is not None:
             if config is not None:
                 raise ConfigError("Trainer: give either a config (a new run) or resume= (its saved config), not both")
-            ckpt, saved, config = load_for_resume(resume, dict(overrides or {}))
+            resumption = load_for_resume(resume, dict(overrides or {}))
+            config = resumption.config
         elif overrides:
             raise ConfigError("Trainer: overrides= applies to resume= only; put the options in the config")
         self.config = cfg = (config or TrainConfig()).validate()
         backend.seed(cfg.seed)
         self.data = RunData.load(cfg, dataset)
+        if resumption is not None:
+            resumption.check_data(self.data)  # before anything is built
         self.parts = build_parts(cfg, self.data)
         self.model, self.optimizer, self.scheduler = self.parts.model, self.parts.optimizer, self.parts.scheduler
         self.pipeline = self.parts.pipeline
-        self.resumed = resume is not None
-        self.state = restore_run(ckpt, saved, self.parts, self.data) if self.resumed else RunState()
+        self.resumed = resumption is not None
+        self.state = RunState() if resumption is None else resumption.restore(self.parts)
         default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, cfg.dataset)
         self.directory = RunDirectory(cfg.out_dir or default)
         self.last_eval: EvalResult | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from minialex.data.batches import num_batches
@@ -23,13 +24,43 @@ from minialex.training.saved_run import SavedRun
 from minialex.training.state import RunState
 
 
-def load_for_resume(
-    path: str | os.PathLike[str], overrides: dict[str, Any]
-) -> tuple[checkpoint.Checkpoint, SavedRun, TrainConfig]:
-    """Load and check the checkpoint, and the configuration the resumed run uses (the saved one + overrides)."""
+@dataclass
+class Resumption:
+    """A checkpoint to continue, its checked run record, and the configuration the resumed run uses."""
+
+    checkpoint: checkpoint.Checkpoint
+    saved: SavedRun
+    config: TrainConfig
+
+    def check_data(self, data: RunData) -> None:
+        """ConfigError unless ``data`` is the data the run started on; CheckpointError if its step does not fit."""
+        source = f"checkpoint {self.checkpoint.path}"
+        differences = self.saved.dataset.differences(data.info)
+        if differences:
+            raise ConfigError(
+                f"{source} was trained on other data than it is given now ({'; '.join(differences)}): a resumed "
+                "run must see the data it started on"
+            )
+        state = self.saved.progress
+        steps = num_batches(len(data.train_labels), self.config.batch_size)
+        if state is None or state.step_in_epoch >= steps:
+            done = "no" if state is None else state.step_in_epoch
+            raise CheckpointError(f"{source}: {done} steps done in an epoch of {steps} steps: it cannot be resumed")
+
+    def restore(self, parts: Parts) -> RunState:
+        """Load the checkpoint's state into ``parts`` (built from :attr:`config`); return the run's progress."""
+        progress = self.saved.progress
+        if progress is None:
+            raise CheckpointError(f"checkpoint {self.checkpoint.path} holds no progress to resume from")
+        checkpoint.restore(self.checkpoint, parts.model, parts.optimizer, parts.scheduler)
+        return dataclasses.replace(progress, interrupted=False)
+
+
+def load_for_resume(path: str | os.PathLike[str], overrides: dict[str, Any]) -> Resumption:
+    """Load and check the checkpoint, and reconcile its configuration with the ``overrides``."""
     ckpt = checkpoint.load_checkpoint(path)
     saved = SavedRun.from_checkpoint(ckpt, resumable=True)
-    return ckpt, saved, reconcile(saved.config, overrides, os.fspath(path))
+    return Resumption(ckpt, saved, reconcile(saved.config, overrides, os.fspath(path)))
 
 
 def reconcile(saved: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
@@ -49,23 +80,3 @@ def reconcile(saved: TrainConfig, overrides: dict[str, Any], source: str) -> Tra
         )
     allowed = {k: overrides[k] for k in RESUME_OVERRIDES if overrides.get(k) is not None}
     return dataclasses.replace(saved, **{"out_dir": None, **allowed}).validate()
-
-
-def restore_run(ckpt: checkpoint.Checkpoint, saved: SavedRun, parts: Parts, data: RunData) -> RunState:
-    """Check that the checkpoint fits ``data`` and ``parts``, load its state into them; return its progress."""
-    source = f"checkpoint {ckpt.path}"
-    differences = saved.dataset.differences(data.info)
-    if differences:
-        raise ConfigError(
-            f"{source} was trained on other data than it is given now ({'; '.join(differences)}): a resumed run "
-            "must see the data it started on"
-        )
-    state = saved.progress
-    if state is None:
-        raise CheckpointError(f"{source} holds no progress to resume from")
-    steps = num_batches(len(data.train_labels), saved.config.batch_size)
-    if state.step_in_epoch >= steps:
-        raise CheckpointError(f"{source}: {state.step_in_epoch} steps done in an epoch of only {steps} steps")
-    checkpoint.restore(ckpt, parts.model, parts.optimizer, parts.scheduler)
-    state.interrupted = False
-    return state
