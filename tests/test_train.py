@@ -194,6 +194,10 @@ def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, un
         Trainer(resume=first.checkpoint, overrides={"lr": 0.5}, dataset=digits, log=None)
     with pytest.raises(ConfigError, match="either a config"):
         Trainer(TrainConfig(), resume=first.checkpoint, dataset=digits, log=None)
+    with pytest.raises(ConfigError, match=r"overrides= applies to resume= only"):
+        Trainer(TrainConfig(), overrides={"epochs": 3}, dataset=digits, log=None)
+    with pytest.raises(ConfigError, match="unknown training options learning_rate"):
+        Trainer(resume=first.checkpoint, overrides={"learning_rate": 0.5}, dataset=digits, log=None)
     longer = Trainer(resume=first.checkpoint, overrides={"epochs": 2}, dataset=digits, log=None, progress=False)
     longer.fit()
     assert_same_state(longer, uninterrupted)
@@ -202,6 +206,8 @@ def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, un
     assert again.fit().metrics["epochs"] == 2
     assert any("nothing to train" in line for line in lines)
     assert_same_state(again, uninterrupted)
+    with pytest.raises(ConfigError, match=r"epochs 1 is fewer than the 2 epochs the run .* has already done"):
+        Trainer(resume=longer.run_dir / "last.safetensors", overrides={"epochs": 1}, dataset=digits, log=None)
 
 
 def test_resume_rejects_a_checkpoint_that_is_not_a_training_run(tmp_path, digits):

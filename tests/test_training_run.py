@@ -217,6 +217,8 @@ def test_an_interrupted_run_reports_no_test_figures(digits, tmp_path):
     assert result.metrics["status"] == "interrupted" and result.metrics["epochs"] == 1
     assert result.metrics["test_accuracy"] is None and result.metrics["best_test_accuracy"] is None
     assert result.metrics["val_accuracy"] == result.history[0]["val_accuracy"]
+    with pytest.raises(ConfigError, match=r"epochs 1 is fewer than the 2 epochs the run .* has already started"):
+        Trainer(resume=result.checkpoint, overrides={"epochs": 1}, dataset=digits, log=None)
 
 
 def test_loading_a_model_for_inference_changes_no_random_draw(decided):

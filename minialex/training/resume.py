@@ -60,7 +60,15 @@ def load_for_resume(path: str | os.PathLike[str], overrides: dict[str, Any]) -> 
     """Load and check the checkpoint, and reconcile its configuration with the ``overrides``."""
     ckpt = checkpoint.load_checkpoint(path)
     saved = SavedRun.from_checkpoint(ckpt, resumable=True)
-    return Resumption(ckpt, saved, reconcile(saved.config, overrides, os.fspath(path)))
+    config = reconcile(saved.config, overrides, os.fspath(path))
+    progress = saved.progress
+    started = progress.epochs_done + (progress.step_in_epoch > 0) if progress is not None else 0
+    if config.epochs < started:
+        raise ConfigError(
+            f"epochs {config.epochs} is fewer than the {started} epochs the run in {path} has already "
+            f"{'started' if progress and progress.step_in_epoch else 'done'}: give --epochs {started} or more"
+        )
+    return Resumption(ckpt, saved, config)
 
 
 def reconcile(saved: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
