@@ -125,7 +125,11 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "progress") -> RunState:
-        """Check every field of :meth:`to_dict` output and rebuild the state; CheckpointError names a bad one."""
+        """Check every field of :meth:`to_dict` output and rebuild the state; CheckpointError names a bad one.
+
+        Every field must be present: a field added in a later version needs an explicit default here for the
+        checkpoints written before it.
+        """
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: progress must be a JSON object, got {type(data).__name__}")
         expected = {f for f in cls.__dataclass_fields__}
