@@ -5,34 +5,57 @@
     minialex train                         # the mini AlexNet on the embedded MNIST-5k digits
     minialex train --model mini --dataset fashion-mnist --epochs 20
     minialex train --resume runs/<run>/last.safetensors
-    minialex evaluate runs/<run>/best.safetensors [--ten-crop]
+    minialex evaluate runs/<run>/best.safetensors [--split val|test] [--ten-crop]
     minialex predict runs/<run>/best.safetensors digit.png other.npy
     minialex summary --model paper
 
-Every error minialex raises on purpose (:class:`~minialex.errors.MinialexError`), and every bad argument,
-ends as one line on stderr and a non-zero exit status; ``--debug`` shows the traceback instead. A training
-run stopped by Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits with 130 or 143 (128 + the signal).
+Errors never show a traceback (``--debug`` shows it): each ends as one line on stderr naming the problem,
+and the exit status says what happened:
+
+====  ==========================================================================================
+0     success
+1     the run failed: training diverged (NaN or infinite loss, gradient or weight), or memory ran out
+2     a problem to fix in the command: a bad argument or option, data, checkpoint, backend
+      (``MINIALEX_BACKEND``, ``MINIALEX_THREADS``), a file that cannot be written, an unusable input
+130   stopped by Ctrl-C (SIGINT); a training run saved a checkpoint to resume from
+143   stopped by SIGTERM (128 + the signal number, as a shell reports it); a checkpoint was saved
+====  ==========================================================================================
+
+The package is imported inside the error handling (:func:`main`): a bad ``MINIALEX_BACKEND`` or
+``MINIALEX_THREADS`` raises when the backend or the thread pool is first imported, and must end as one
+line too, ``--help`` included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from minialex.errors import DataError, MinialexError
+from minialex.errors import DataError, MinialexError, TrainingDivergedError
 
-EXIT_ERROR = 1
+EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}    success
+  {EXIT_FAILED}    the run failed: training diverged (NaN/inf), or memory ran out
+  {EXIT_USAGE}    a problem to fix: bad arguments, options, data, checkpoint, backend, unwritable file
+  130  stopped by Ctrl-C (SIGINT): a training run saved a checkpoint; --resume continues it
+  143  stopped by SIGTERM (128 + the signal number), checkpoint saved
+
+environment:
+  MINIALEX_BACKEND  numpy (default), cupy or auto
+  MINIALEX_THREADS  threads for the memory-bound passes (default: the CPUs, at most 4)
+  MINIALEX_DATA     cache for downloaded data sets (default ~/.cache/minialex)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,44 +65,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _bounded(convert: type, what: str, strictly_positive: bool) -> Any:
-    """An argparse ``type=`` that reads a finite number > 0 (or >= 0) and names the expectation when it fails."""
+def _typed(rule: Any) -> Callable[[str], Any]:
+    """An argparse ``type=`` from an option's :class:`~minialex.training.config.Rule`: parse, then check."""
+    from minialex.errors import ConfigError
 
     def parse(text: str) -> Any:
         try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not math.isfinite(value) or value < 0 or (strictly_positive and value == 0):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
+            return rule.check(rule.kind(text), "value")
+        except (ValueError, ConfigError):
+            raise argparse.ArgumentTypeError(f"expected {rule.describe()}, got {text!r}") from None
 
     return parse
 
 
-_positive_int = _bounded(int, "a positive integer", strictly_positive=True)
-_non_negative_int = _bounded(int, "a non-negative integer", strictly_positive=False)
-_positive_float = _bounded(float, "a positive finite number", strictly_positive=True)
-_non_negative_float = _bounded(float, "a finite number >= 0", strictly_positive=False)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand (see the module docstring)."""
+    """The parser of every subcommand (see the module docstring). Imports the package (the backend)."""
     from minialex.data import available_datasets
     from minialex.models import VARIANTS
-    from minialex.training.config import SCHEDULES, TrainConfig
+    from minialex.training.config import CHOICES, POSITIVE_INT, RULES, TrainConfig
 
     defaults = TrainConfig()
+    positive = _typed(POSITIVE_INT)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors"
     )
-
     parser = _Parser(
         prog="minialex",
         description="AlexNet from scratch on NumPy or CuPy: train, evaluate, predict, summarise.",
-        epilog="Run 'minialex COMMAND --help' for the options of each command. The backend is chosen by "
-        "MINIALEX_BACKEND=numpy|cupy|auto.",
+        epilog="Run 'minialex COMMAND --help' for the options of each command.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
@@ -89,79 +104,77 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         parents=[common],
         help="train an AlexNet (default: the mini model on the embedded MNIST-5k digits, offline)",
-        description="Train an AlexNet with the paper's SGD (momentum, weight decay, learning-rate drops). Writes a "
-        "run directory with config.json, history.json/.csv, metrics.json, last/best.safetensors and plots. "
-        "Ctrl-C saves a checkpoint; --resume continues it exactly.",
+        description="Train an AlexNet with the paper's SGD (momentum, weight decay, learning-rate drops). The "
+        "validation split decides the schedule and best.safetensors; the test split is evaluated at the end and "
+        "only reported. Writes a run directory with config.json, history.json/.csv, metrics.json, "
+        "last/best.safetensors and plots. Ctrl-C saves a checkpoint; --resume continues it exactly. "
+        "Exit status: see 'minialex --help'.",
     )
     # Options default to None so that a resumed run can tell what was given on the command line.
     arg = train.add_argument
-    arg("--model", choices=VARIANTS, default=None, help=f"AlexNet variant (default {defaults.model})")
+
+    def numeric(name: str, text: str, hidden: bool = False) -> None:
+        default = getattr(defaults, name)
+        shown = text if default is None else f"{text} (default {default})"
+        arg(
+            "--" + name.replace("_", "-"),
+            type=_typed(RULES[name]),
+            default=None,
+            help=argparse.SUPPRESS if hidden else shown,
+        )
+
+    arg("--model", choices=CHOICES["model"], default=None, help=f"AlexNet variant (default {defaults.model})")
     arg("--dataset", choices=available_datasets(), default=None, help=f"data set (default {defaults.dataset})")
-    arg("--epochs", type=_positive_int, default=None, help=f"epochs to train (default {defaults.epochs})")
-    arg("--batch-size", type=_positive_int, default=None, help=f"images per SGD step (default {defaults.batch_size})")
-    arg("--lr", type=_positive_float, default=None, help=f"initial learning rate ε (default {defaults.lr})")
-    arg("--momentum", type=_non_negative_float, default=None, help=f"momentum μ (default {defaults.momentum})")
-    arg(
-        "--weight-decay",
-        type=_non_negative_float,
-        default=None,
-        help=f"weight decay λ (default {defaults.weight_decay})",
-    )
+    numeric("epochs", "epochs to train")
+    numeric("batch_size", "images per SGD step")
+    numeric("lr", "initial learning rate ε")
+    numeric("momentum", "momentum μ")
+    numeric("weight_decay", "weight decay λ")
     arg(
         "--schedule",
-        choices=SCHEDULES,
+        choices=CHOICES["schedule"],
         default=None,
-        help="learning-rate schedule: 'plateau' divides by --lr-factor⁻¹ when the held-out error stops improving "
-        f"for --patience epochs (the paper), 'step' every --step-size epochs (default {defaults.schedule})",
+        help="learning-rate schedule: 'plateau' divides by --lr-factor⁻¹ when the validation error stops "
+        f"improving for --patience epochs (the paper), 'step' every --step-size epochs (default {defaults.schedule})",
     )
-    arg("--lr-factor", type=_positive_float, default=None, help=f"factor of each drop (default {defaults.lr_factor})")
-    arg(
-        "--patience",
-        type=_non_negative_int,
-        default=None,
-        help=f"plateau: epochs without improvement (default {defaults.patience})",
-    )
-    arg(
-        "--step-size",
-        type=_positive_int,
-        default=None,
-        help=f"step: epochs between drops (default {defaults.step_size})",
-    )
-    arg("--seed", type=_non_negative_int, default=None, help=f"random seed (default {defaults.seed})")
+    numeric("lr_factor", "factor of each drop")
+    numeric("patience", "plateau: epochs without improvement before a drop")
+    numeric("max_reductions", "plateau: at most this many drops")
+    numeric("step_size", "step: epochs between drops")
+    numeric("seed", "random seed")
     arg("--init", choices=("he", "paper"), default=None, help="weight initialisation (default: the model's own)")
     arg("--no-augment", dest="augment", action="store_false", default=None, help="turn data augmentation off")
-    arg("--ten-crop", action="store_true", default=None, help="evaluate each epoch on the paper's ten crops")
+    arg("--ten-crop", action="store_true", default=None, help="evaluate on the paper's ten crops")
+    numeric("eval_batch_size", "images per forward pass in evaluation (default: --batch-size)")
     arg("--out-dir", default=None, help="run directory (default runs/<time>-<model>-<dataset>)")
     arg("--data-dir", default=None, help="cache for downloaded data sets (default $MINIALEX_DATA or ~/.cache/minialex)")
     arg("--no-download", dest="download", action="store_false", default=None, help="never download; fail if not cached")
-    arg(
-        "--resume",
-        metavar="CHECKPOINT",
-        default=None,
-        help="continue the run saved in CHECKPOINT (e.g. last.safetensors)",
-    )
+    arg("--resume", metavar="CHECKPOINT", default=None, help="continue the run saved in CHECKPOINT (last.safetensors)")
     arg("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
-    arg("--dtype", choices=("float32", "float64"), default=None, help=argparse.SUPPRESS)
-    arg("--limit-train", type=_positive_int, default=None, help=argparse.SUPPRESS)  # quick tests: a seeded subset
-    arg("--limit-test", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    arg("--dtype", choices=CHOICES["dtype"], default=None, help=argparse.SUPPRESS)
+    for split in ("train", "val", "test"):  # quick tests: a seeded subset of each split
+        numeric(f"limit_{split}", "", hidden=True)
     train.set_defaults(func=_train)
 
     # -- evaluate ------------------------------------------------------------------------------------------
     evaluate = sub.add_parser(
         "evaluate",
         parents=[common],
-        help="top-1/top-5 accuracy of a checkpoint on its data set's held-out split",
-        description="Load a training checkpoint, rebuild its model, and measure top-1 and top-5 accuracy on the "
-        "held-out split of the data set it was trained on.",
+        help="top-1/top-5 accuracy of a checkpoint on its data set's test (or validation) split",
+        description="Load a training checkpoint, rebuild its model, and measure loss, top-1 and top-5 accuracy on "
+        "the test split (or, with --split val, the validation split) of the data set it was trained on.",
     )
     evaluate.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="a .safetensors checkpoint written by 'minialex train'"
     )
+    evaluate.add_argument("--split", choices=("test", "val"), default="test", help="the split to score (default test)")
     evaluate.add_argument("--ten-crop", action="store_true", help="average the softmax over the paper's ten crops")
     evaluate.add_argument("--data-dir", default=None, help="cache for downloaded data sets")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=500, help="images per forward pass (default 500)")
+    evaluate.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    evaluate.add_argument("--batch-size", type=positive, default=500, help="images per forward pass (default 500)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
-    evaluate.add_argument("--limit-test", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    evaluate.add_argument("--limit-val", type=positive, default=None, help=argparse.SUPPRESS)
+    evaluate.add_argument("--limit-test", type=positive, default=None, help=argparse.SUPPRESS)
     evaluate.set_defaults(func=_evaluate)
 
     # -- predict -------------------------------------------------------------------------------------------
@@ -179,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "images", metavar="IMAGE", nargs="+", help="PNG/JPEG files, or .npy arrays (H, W[, C]) or (C, H, W)"
     )
-    predict.add_argument("--top", type=_positive_int, default=5, help="how many classes to show (default 5)")
+    predict.add_argument("--top", type=positive, default=5, help="how many classes to show (default 5)")
     predict.add_argument("--invert", action="store_true", help="use 255 - pixel (dark ink on light paper)")
     predict.add_argument("--ten-crop", action="store_true", help="average the softmax over the ten crops")
     predict.set_defaults(func=_predict)
@@ -193,13 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         "image, with totals.",
     )
     summary.add_argument("--model", choices=VARIANTS, default="mini", help="AlexNet variant (default mini)")
-    summary.add_argument(
-        "--classes", type=_positive_int, default=None, help="number of classes (default: the variant's)"
-    )
-    summary.add_argument(
-        "--in-channels", type=_positive_int, default=None, help="input channels (default: the variant's)"
-    )
-    summary.add_argument("--image-size", type=_positive_int, default=None, help="input side (default: the variant's)")
+    summary.add_argument("--classes", type=positive, default=None, help="number of classes (default: the variant's)")
+    summary.add_argument("--in-channels", type=positive, default=None, help="input channels (default: the variant's)")
+    summary.add_argument("--image-size", type=positive, default=None, help="input side (default: the variant's)")
     summary.set_defaults(func=_summary)
     return parser
 
@@ -214,13 +223,12 @@ def _say(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from minialex.training import TrainConfig, Trainer, format_rate
+    from dataclasses import fields
 
-    names = (
-        "model dataset epochs batch_size lr momentum weight_decay schedule lr_factor patience step_size seed init "
-        "augment ten_crop out_dir data_dir download dtype limit_train limit_test"
-    ).split()
-    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    from minialex.training import TrainConfig, Trainer
+    from minialex.training.report import done_message
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     if args.resume is not None:
         trainer = Trainer(resume=args.resume, overrides=given, log=_say, progress=args.progress)
     else:
@@ -234,45 +242,48 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(result.interrupted_by)
-    m = result.metrics
-    print(
-        f"done: held-out top-1 accuracy {m['test_accuracy']:.2%}, top-5 {m['test_top5_accuracy']:.2%} after "
-        f"{m['epochs']} epoch{'s' if m['epochs'] != 1 else ''} ({m['train_seconds']:.1f} s of training, {format_rate(m['images_per_second'] or 0.0)} images/s)"
-    )
+    print(done_message(result.metrics))
     print(f"run directory: {result.run_dir}")
-    return 0
+    return EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from minialex.data import load_dataset
+    from minialex.training.data import split_subset
     from minialex.training.evaluation import load_trained
 
     trained = load_trained(args.checkpoint)
-    data_dir = args.data_dir if args.data_dir is not None else trained.config.data_dir
-    data = load_dataset(trained.config.dataset, data_dir=data_dir)
-    images, labels = data.test_images, data.test_labels
-    if args.limit_test is not None:
-        images, labels = images[: args.limit_test], labels[: args.limit_test]
+    config = trained.config
+    data_dir = args.data_dir if args.data_dir is not None else config.data_dir
+    data = load_dataset(config.dataset, data_dir=data_dir, download=args.download)
+    if list(data.classes) != trained.classes or tuple(data.image_shape) != trained.image_shape:
+        raise DataError(
+            f"{args.checkpoint} was trained on {config.dataset} with {len(trained.classes)} classes of "
+            f"{trained.image_shape} images; the data set loaded now has {len(data.classes)} classes of "
+            f"{tuple(data.image_shape)} images"
+        )
+    limit = args.limit_val if args.split == "val" else args.limit_test
+    images, labels = split_subset(data, args.split, limit, config.seed)  # the subset the run itself used
     result = trained.evaluate(images, labels, ten_crop=args.ten_crop, batch_size=args.batch_size)
     views = "ten crops" if args.ten_crop else "centre view"
+    split = {"val": "validation", "test": "test"}[args.split]
     if args.json:
         out = {
             "checkpoint": str(args.checkpoint),
-            "dataset": trained.config.dataset,
+            "dataset": config.dataset,
+            "split": args.split,
             "images": result.count,
             "ten_crop": bool(args.ten_crop),
-            "test_accuracy": result.accuracy,
-            "test_top5_accuracy": result.top5_accuracy,
-            "test_loss": result.loss,
+            **result.as_dict(args.split),
         }
         print(json.dumps(out, indent=2))
     else:
         print(
-            f"{args.checkpoint}: {trained.config.model} on {trained.config.dataset} held-out ({result.count} images, "
+            f"{args.checkpoint}: {config.model} on {config.dataset}, {split} split ({result.count} images, "
             f"{views}): top-1 accuracy {result.accuracy:.2%} (error {result.error:.2%}), top-5 accuracy "
             f"{result.top5_accuracy:.2%}, loss {result.loss:.4f}"
         )
-    return 0
+    return EXIT_OK
 
 
 def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert: bool = False) -> np.ndarray:
@@ -337,27 +348,37 @@ def _summary(args: argparse.Namespace) -> int:
 
     model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
     print(model.summary())
-    return 0
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _fail(message: str, status: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``minialex`` console script; returns the exit status."""
+    """Entry point of the ``minialex`` console script; returns the exit status (see the module docstring).
+
+    Everything but the standard library and :mod:`minialex.errors` is imported in here, inside the error
+    handling, so that a bad ``MINIALEX_BACKEND`` or ``MINIALEX_THREADS`` ends as one line with status 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        debug = debug or getattr(args, "debug", False)
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
+    except TrainingDivergedError as exc:
+        return _fail(str(exc), EXIT_FAILED, debug)
     except MinialexError as exc:
-        if debug:
-            traceback.print_exc()
-        message = " ".join(str(exc).split())
-        print(f"minialex: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(str(exc), EXIT_USAGE, debug)
+    except MemoryError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        return _fail(f"out of memory{detail}: try a smaller --batch-size or model", EXIT_FAILED, debug)
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

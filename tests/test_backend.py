@@ -46,7 +46,7 @@ def test_numpy_is_the_default(value):
 
 @pytest.mark.parametrize("value", ["bogus", "torch", "gpu"])
 def test_unknown_backend_fails_at_import_naming_the_variable_and_the_value(value):
-    result = python("import minialex", value)
+    result = python("import minialex.backend", value)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("minialex.errors.BackendError: ")
@@ -57,7 +57,7 @@ def test_unknown_backend_fails_at_import_naming_the_variable_and_the_value(value
 def test_cupy_without_a_gpu_fails_at_import_naming_the_reason(gpu_available):
     if gpu_available:
         pytest.skip("a GPU is present here, so MINIALEX_BACKEND=cupy is expected to work")
-    result = python("import minialex", "cupy")
+    result = python("import minialex.backend", "cupy")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("minialex.errors.BackendError: ")

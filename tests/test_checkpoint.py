@@ -426,5 +426,140 @@ def test_header_is_plain_json_text(saved):
     assert all(isinstance(v, str) for v in meta.values())
     assert {k for k in header if k != "__metadata__"} == {
         *(f"model.{k}" for k in _trained()[0].params),
-        *(f"optim.{k}" for k in _trained()[0].params),
+        *(f"optim.velocity.{k}" for k in _trained()[0].params),
     }
+
+
+# -- the optimiser state protocol: any number of tensor groups ------------------------------------------------------
+
+
+class TwoMoments:
+    """A stand-in for Adam: JSON scalars plus two tensor groups, "m" and "v", following the state protocol."""
+
+    def __init__(self, model, fill: float = 0.0) -> None:
+        self.model, self.lr, self.steps = model, 1e-3, 7
+        self.m = {k: np.full(w.shape, fill, np.float32) for k, w in model.state_dict().items()}
+        self.v = {k: np.full(w.shape, fill * 2, np.float32) for k, w in model.state_dict().items()}
+
+    def state_dict(self):
+        return {"lr": self.lr, "steps": self.steps, "m": dict(self.m), "v": dict(self.v)}
+
+    def check_state_dict(self, state, source="optimizer state"):
+        if set(state) != {"lr", "steps", "m", "v"} or set(state["m"]) != set(self.m):
+            raise CheckpointError(f"{source}: not a TwoMoments state")
+
+    def load_state_dict(self, state, source="optimizer state"):
+        self.check_state_dict(state, source)
+        self.lr, self.steps = state["lr"], state["steps"]
+        self.m, self.v = dict(state["m"]), dict(state["v"])
+
+
+def test_every_tensor_group_is_stored_as_optim_group_param_and_restored(tmp_path):
+    model, _, _ = _trained()
+    opt = TwoMoments(model, fill=0.5)
+    path = save_checkpoint(tmp_path / "adam.safetensors", model, opt)
+    header = json.loads(path.read_bytes()[8 : 8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])
+    names = {k for k in header if k != "__metadata__"}
+    assert {n for n in names if n.startswith("optim.")} == {f"optim.{g}.{k}" for g in "mv" for k in model.params}
+    assert json.loads(header["__metadata__"]["optimizer_groups"]) == ["m", "v"]
+    assert json.loads(header["__metadata__"]["optimizer"]) == {"lr": 1e-3, "steps": 7}
+    ckpt = load_checkpoint(path)
+    assert set(ckpt.optimizer_state) == {"lr", "steps", "m", "v"}
+    fresh = TwoMoments(model)
+    restore(ckpt, model, fresh)
+    assert fresh.steps == 7 and all(np.all(a == 0.5) for a in fresh.m.values()) and np.all(fresh.v["fc4.weight"] == 1)
+
+
+def test_a_tensor_group_name_must_be_a_plain_word(tmp_path):
+    model, _, _ = _trained()
+
+    class Dotted(TwoMoments):
+        def state_dict(self):
+            return {"lr": 0.1, "m.x": dict(self.m)}
+
+    with pytest.raises(CheckpointError, match=r"optimizer tensor group 'm\.x' must be a plain word"):
+        save_checkpoint(tmp_path / "c.safetensors", model, Dotted(model))
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def _write_format_1(path: Path, model, opt, metadata: dict) -> None:
+    """A checkpoint as minialex 0.1.0 wrote it: velocities as "optim.<param>", no optimizer_groups entry."""
+    from safetensors.numpy import save_file
+
+    state = opt.state_dict()
+    velocity = state.pop("velocity")
+    tensors = {f"model.{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    tensors |= {f"optim.{k}": np.ascontiguousarray(v) for k, v in velocity.items()}
+    entries = {
+        "format": "minialex-checkpoint",
+        "format_version": "1",
+        "minialex_version": json.dumps("0.1.0"),
+        "model": json.dumps(model.config),
+        "optimizer": json.dumps(state),
+        "scheduler": "null",
+        "rng_state": json.dumps(backend.get_rng_state()),
+        "metadata": json.dumps(metadata),
+    }
+    entries["checksum"] = checkpoint._digest(entries, tensors)
+    save_file(tensors, str(path), metadata=entries)
+
+
+def test_format_1_checkpoints_still_load_with_their_velocities(tmp_path):
+    model, opt, _ = _trained()
+    path = tmp_path / "old.safetensors"
+    _write_format_1(path, model, opt, {"epoch": 3})
+    ckpt = load_checkpoint(path)
+    assert ckpt.format_version == 1 and ckpt.epoch == 3 and ckpt.minialex_version == "0.1.0"
+    assert set(ckpt.optimizer_state["velocity"]) == set(model.params)
+    fresh, fresh_opt, _ = _trained(seed=4)
+    restore(ckpt, fresh, fresh_opt)
+    for k, v in opt.velocity.items():
+        assert np.array_equal(backend.to_numpy(v), backend.to_numpy(fresh_opt.velocity[k]))
+
+
+def test_a_training_checkpoint_of_format_1_evaluates_but_does_not_resume(tmp_path):
+    """The layout minialex 0.1.0 gave a training run's metadata, written by hand."""
+    from minialex.errors import CheckpointError as Error
+    from minialex.training.config import TrainConfig
+    from minialex.training.evaluation import load_trained
+
+    model, opt, _ = _trained()
+    dataset = {"name": "mnist5k", "classes": ["a", "b", "c"], "mean": [0.13], "std": [0.31], "image_shape": [1, 15, 15]}
+    meta = {
+        "format": "minialex-train-1",
+        "config": TrainConfig(dataset="mnist5k").to_dict() | {"limit_val": None},
+        "model": model.config,
+        "dataset": dataset | {"train_images": 4000, "test_images": 1000, "source": "old"},
+        "progress": {"epochs_done": 2, "step_in_epoch": 0},
+        "history": [],
+    }
+    del meta["config"]["limit_val"]  # 0.1.0 had no --limit-val
+    path = tmp_path / "old-run.safetensors"
+    _write_format_1(path, model, opt, meta)
+    trained = load_trained(path)
+    assert trained.classes == ["a", "b", "c"] and trained.image_shape == (1, 15, 15)
+    assert all(np.array_equal(trained.model.state_dict()[k], v) for k, v in model.state_dict().items())
+    from minialex.training import Trainer
+
+    with pytest.raises(Error, match=r"format 1 \(written by minialex 0.1.0.*not resumed; start a new run"):
+        Trainer(resume=path, log=None)
+
+
+def test_optimizer_groups_that_do_not_match_the_tensors_are_rejected(tmp_path):
+    model, opt, _ = _trained()
+    path = save_checkpoint(tmp_path / "c.safetensors", model, opt)
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__")
+    tensors = load_checkpoint(path)
+    from safetensors.numpy import save_file
+
+    arrays = {f"model.{k}": v for k, v in tensors.model_state.items()}
+    arrays |= {f"optim.velocity.{k}": v for k, v in tensors.optimizer_state["velocity"].items()}
+    for groups, fragment in [("[]", "unexpected tensor 'optim.velocity."), ('"velocity"', "must be a list of names")]:
+        entries = {k: v for k, v in meta.items() if k != "checksum"} | {"optimizer_groups": groups}
+        entries["checksum"] = checkpoint._digest(entries, arrays)
+        save_file(arrays, str(path), metadata=entries)
+        with pytest.raises(CheckpointError, match=re.escape(fragment)):
+            load_checkpoint(path)

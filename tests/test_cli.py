@@ -27,7 +27,10 @@ def _one_blas_thread(one_blas_thread_per_xdist_worker):
     """These tests train networks: see ``one_blas_thread_per_xdist_worker`` in conftest.py."""
 
 
-TINY = ["--epochs", "1", "--limit-train", "96", "--limit-test", "50", "--batch-size", "32", "--no-progress"]
+TINY = [
+    *("--epochs", "1", "--limit-train", "96", "--limit-val", "40", "--limit-test", "50"),
+    *("--batch-size", "32", "--no-progress"),
+]
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -107,24 +110,85 @@ def test_bad_arguments_give_one_line_and_status_2(capsys, argv, fragment):
         (["train", "--resume", "missing.safetensors"], "missing.safetensors"),
     ],
 )
-def test_minialex_errors_give_one_line_and_status_1(capsys, argv, fragment):
+def test_minialex_errors_give_one_line_and_status_2(capsys, argv, fragment):
     status, _, err = run_main(capsys, *argv)
-    assert status == 1
+    assert status == 2
     assert err.count("\n") == 1 and err.startswith("minialex: error:") and fragment in err
     assert "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(capsys):
     status, _, err = run_main(capsys, "evaluate", "missing.safetensors", "--debug")
-    assert status == 1 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("minialex: error:")
+    assert status == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("minialex: error:")
 
 
 def test_unwritable_out_dir_is_one_clear_line(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     status, _, err = run_main(capsys, "train", *TINY, "--out-dir", str(blocker / "run"))
-    assert status == 1 and err.count("\n") == 1
+    assert status == 2 and err.count("\n") == 1
     assert "--out-dir" in err and "cannot be created or written" in err
+
+
+def test_a_diverged_run_exits_with_status_1(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", *TINY, "--lr", "1e6", "--out-dir", str(tmp_path / "run"))
+    assert status == 1 and err.count("\n") == 1 and "training diverged:" in err and "Traceback" not in err
+    assert "--lr 100000" in err  # the hint
+
+
+def test_running_out_of_memory_is_one_line_and_status_1(capsys, monkeypatch):
+    import minialex.models
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 512. GiB for an array")
+
+    monkeypatch.setattr(minialex.models, "alexnet", too_big)
+    status, _, err = run_main(capsys, "summary", "--model", "paper")
+    assert status == 1 and err == (
+        "minialex: error: out of memory (Unable to allocate 512. GiB for an array): try a smaller --batch-size "
+        "or model\n"
+    )
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    status, out, _ = run_main(capsys, "--help")
+    assert status == 0
+    epilog = out[out.index("exit status:") :]
+    for code, meaning in [("0", "success"), ("1", "diverged"), ("2", "bad arguments"), ("130", "SIGINT")]:
+        assert any(line.split()[:1] == [code] and meaning in line for line in epilog.splitlines()), code
+    assert "MINIALEX_BACKEND" in epilog and "MINIALEX_THREADS" in epilog
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "argv", "fragment"),
+    [
+        ("MINIALEX_BACKEND", "bogus", ["--help"], "MINIALEX_BACKEND='bogus' is not a known backend"),
+        ("MINIALEX_BACKEND", "bogus", ["train", "--help"], "expected one of numpy, cupy, auto"),
+        ("MINIALEX_BACKEND", "bogus", ["evaluate", "x.safetensors"], "MINIALEX_BACKEND='bogus'"),
+        ("MINIALEX_THREADS", "many", ["summary"], "MINIALEX_THREADS='many' must be a whole number of threads"),
+    ],
+)
+def test_a_bad_environment_is_one_line_and_status_2_in_every_subcommand(variable, value, argv, fragment):
+    env = {**subprocess_env(), variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "minialex", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("minialex: error: ") and fragment in done.stderr
+
+
+def test_importing_the_package_imports_no_backend_until_it_is_used():
+    code = (
+        "import sys, minialex; "
+        "assert 'minialex.backend' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules); "
+        "minialex.seed(3); print(minialex.backend.name, 'seed' in dir(minialex))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["numpy", "True"]
 
 
 # -- summary --------------------------------------------------------------------------------------------------
@@ -148,14 +212,24 @@ def test_evaluate_matches_the_run_metrics(capsys, tiny_run):
     status, out, err = run_main(capsys, "evaluate", str(tiny_run / "best.safetensors"), "--limit-test", "50", "--json")
     assert status == 0, err
     result = json.loads(out)
-    # --limit-test on evaluate takes the first 50 held-out images; the run used a seeded subset of 50:
-    # both are real held-out scores in [0, 1]; the full-split numbers are compared in test_end_to_end.py.
+    # --limit-test on evaluate takes the same seeded subset of 50 test images as the run: the same figures.
     assert 0.0 <= result["test_accuracy"] <= result["test_top5_accuracy"] <= 1.0
-    assert result["images"] == 50 and metrics["test_images"] == 50
+    assert result["images"] == 50 and metrics["test_images"] == 50 and result["split"] == "test"
+    assert (
+        result["test_accuracy"] == metrics["test_accuracy"] == metrics["best_test_accuracy"]
+    )  # one epoch: best = last
+    assert result["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)  # another batch size
+    status, out, _ = run_main(
+        capsys, "evaluate", str(tiny_run / "best.safetensors"), "--split", "val", "--limit-val", "40", "--json"
+    )
+    val = json.loads(out)
+    assert status == 0 and val["split"] == "val" and val["images"] == 40 and "test_accuracy" not in val
+    assert val["val_accuracy"] == metrics["val_accuracy"] == metrics["best_val_accuracy"]
     status, out, _ = run_main(
         capsys, "evaluate", str(tiny_run / "last.safetensors"), "--ten-crop", "--limit-test", "100"
     )
     assert status == 0 and "ten crops" in out and "top-1 accuracy" in out and "(100 images" in out
+    assert "test split" in out
 
 
 def test_predict_png_npy_and_inverted(capsys, tiny_run, tmp_path):
@@ -196,7 +270,7 @@ def test_load_image_converts_layouts(tmp_path):
 
 def test_resume_rejects_a_changed_recipe_in_one_line(capsys, tiny_run):
     status, _, err = run_main(capsys, "train", "--resume", str(tiny_run / "last.safetensors"), "--lr", "0.5")
-    assert status == 1 and err.count("\n") == 1 and "cannot change lr when resuming" in err
+    assert status == 2 and err.count("\n") == 1 and "cannot change lr when resuming" in err
 
 
 # -- real signals to a training subprocess -------------------------------------------------------------------------

@@ -43,11 +43,12 @@ def digits():
 
 
 def small_config(tmp_path, name: str = "run", **overrides) -> TrainConfig:
-    """Two epochs of 5 steps (160 images, batch 32), 100 held-out images."""
+    """Two epochs of 5 steps (160 images, batch 32), 100 validation and 100 test images."""
     options = {
         "epochs": 2,
         "batch_size": 32,
         "limit_train": 160,
+        "limit_val": 100,
         "limit_test": 100,
         "eval_batch_size": 50,
         "schedule": "plateau",
@@ -101,17 +102,22 @@ def comparable(history: list[dict]) -> list[dict]:
     ("option", "value", "fragment"),
     [
         ("model", "vgg", "model must be one of"),
-        ("epochs", 0, "epochs must be a positive integer"),
-        ("batch_size", 2.5, "batch_size must be a positive integer"),
-        ("lr", 0.0, "lr must be a number in (0"),
-        ("lr", float("nan"), "lr must be a number"),
-        ("momentum", 1.0, "momentum must be a number in [0, 1)"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("batch_size", 2.5, "batch_size must be an integer >= 1"),
+        ("lr", 0.0, "lr must be a finite number > 0"),
+        ("lr", float("nan"), "lr must be a finite number"),
+        ("momentum", 1.0, "momentum must be a finite number in [0, 1)"),
         ("weight_decay", -1e-4, "weight_decay"),
         ("schedule", "cosine", "schedule must be one of plateau, step, none"),
-        ("seed", -1, "seed must be a non-negative integer"),
-        ("init", "xavier", "init must be 'he' or 'paper'"),
-        ("dtype", "float16", "dtype must be 'float32' or 'float64'"),
-        ("limit_train", 0, "limit_train must be a positive integer"),
+        ("seed", -1, "seed must be an integer >= 0"),
+        ("init", "xavier", "init must be one of None, he, paper"),
+        ("dtype", "float16", "dtype must be one of float32, float64"),
+        ("limit_train", 0, "limit_train must be an integer >= 1"),
+        ("limit_val", -5, "limit_val must be an integer >= 1"),
+        ("lr_factor", 1.0, "lr_factor must be a finite number in (0, 1)"),
+        ("patience", True, "patience must be an integer >= 0"),
+        ("augment", "yes", "augment must be True or False"),
+        ("out_dir", 5, "out_dir must be a path or None"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_option(option, value, fragment):
@@ -137,6 +143,7 @@ def uninterrupted(digits, tmp_path_factory):
     run = trainer(small_config(tmp_path_factory.mktemp("ref")), digits)
     result = run.fit()
     assert result.interrupted_by is None
+    run.result = result  # the reference's metrics.json, for the resumed runs to match
     return run
 
 
@@ -172,9 +179,12 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_bit_for_bit(
     else:
         assert comparable(final.history) == comparable(uninterrupted.history)
     assert final.metrics["epochs"] == 2
-    assert final.metrics["test_accuracy"] == pytest.approx(uninterrupted.history[-1]["test_accuracy"], abs=0.011)
+    assert final.metrics["val_accuracy"] == pytest.approx(uninterrupted.history[-1]["val_accuracy"], abs=0.011)
+    assert final.metrics["test_accuracy"] == pytest.approx(uninterrupted.result.metrics["test_accuracy"], abs=0.011)
     if not backend.on_gpu:
-        assert final.metrics["test_accuracy"] == uninterrupted.history[-1]["test_accuracy"]
+        assert final.metrics["val_accuracy"] == uninterrupted.history[-1]["val_accuracy"]
+        outcome = [k for k in uninterrupted.result.metrics if k.startswith(("val_", "test_", "best_"))]
+        assert {k: final.metrics[k] for k in outcome} == {k: uninterrupted.result.metrics[k] for k in outcome}
 
 
 def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, uninterrupted):
@@ -184,6 +194,10 @@ def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, un
         Trainer(resume=first.checkpoint, overrides={"lr": 0.5}, dataset=digits, log=None)
     with pytest.raises(ConfigError, match="either a config"):
         Trainer(TrainConfig(), resume=first.checkpoint, dataset=digits, log=None)
+    with pytest.raises(ConfigError, match=r"overrides= applies to resume= only"):
+        Trainer(TrainConfig(), overrides={"epochs": 3}, dataset=digits, log=None)
+    with pytest.raises(ConfigError, match="unknown training options learning_rate"):
+        Trainer(resume=first.checkpoint, overrides={"learning_rate": 0.5}, dataset=digits, log=None)
     longer = Trainer(resume=first.checkpoint, overrides={"epochs": 2}, dataset=digits, log=None, progress=False)
     longer.fit()
     assert_same_state(longer, uninterrupted)
@@ -192,6 +206,8 @@ def test_resume_can_extend_epochs_but_not_change_the_recipe(digits, tmp_path, un
     assert again.fit().metrics["epochs"] == 2
     assert any("nothing to train" in line for line in lines)
     assert_same_state(again, uninterrupted)
+    with pytest.raises(ConfigError, match=r"epochs 1 is fewer than the 2 epochs the run .* has already done"):
+        Trainer(resume=longer.run_dir / "last.safetensors", overrides={"epochs": 1}, dataset=digits, log=None)
 
 
 def test_resume_rejects_a_checkpoint_that_is_not_a_training_run(tmp_path, digits):
@@ -233,7 +249,7 @@ def test_injected_nan_stops_and_last_checkpoint_holds_the_pre_divergence_weights
     poisoned = {"done": False}
 
     def in_epoch_2_step_3() -> bool:
-        return run.epochs_done == 1 and run.step_in_epoch == 2 and not poisoned["done"]
+        return run.state.epochs_done == 1 and run.state.step_in_epoch == 2 and not poisoned["done"]
 
     if where == "loss":
         original = run.pipeline.train
@@ -385,7 +401,7 @@ def test_evaluation_is_deterministic_draws_nothing_and_restores_train_mode(digit
     assert (a.loss, a.accuracy, a.top5_accuracy) == (b.loss, b.accuracy, b.top5_accuracy)
     assert a.count == 100 and a.confusion.sum() == 100 and 0 <= a.accuracy <= a.top5_accuracy <= 1
     assert a.accuracy == np.trace(a.confusion) / 100
-    views = run.pipeline.ten_crops(run.test_images[:4])
+    views = run.pipeline.ten_crops(run.data.test_images[:4])
     assert len(views) == 5  # digits are not mirrored: four corners and the centre
     assert all(v.shape == (4, 1, 28, 28) for v in views)
     ten = run.evaluate(ten_crop=True)
@@ -436,9 +452,9 @@ def test_plots_save_png_files(tmp_path):
             "epoch": e,
             "lr": lr,
             "train_loss": 1 / e,
-            "test_loss": 1.2 / e,
+            "val_loss": 1.2 / e,
             "train_accuracy": 0.5 + e / 10,
-            "test_accuracy": 0.4 + e / 10,
+            "val_accuracy": 0.4 + e / 10,
         }
         for e, lr in [(1, 0.1), (2, 0.1), (3, 0.01)]
     ]

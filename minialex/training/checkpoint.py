@@ -2,18 +2,28 @@
 
 File layout (safetensors: an 8-byte little-endian header size N, N bytes of JSON, then raw tensor bytes)::
 
-    tensors         "model.<param>"   every model parameter      e.g. "model.conv1.weight" (96, 3, 11, 11) F32
-                    "optim.<param>"   every SGD velocity         e.g. "optim.conv1.weight"
+    tensors         "model.<param>"            every model parameter and buffer
+                                               e.g. "model.conv1.weight" (96, 3, 11, 11) F32
+                    "optim.<group>.<param>"    every tensor group of the optimiser's state
+                                               e.g. "optim.velocity.conv1.weight" (SGD); Adam: "optim.m.…", "optim.v.…"
     __metadata__    text only; each value a JSON string:
-        format            "minialex-checkpoint"
-        format_version    1
+        format            "minialex-checkpoint": the one format tag, checked by :func:`load_checkpoint` alone
+        format_version    2
         minialex_version  the writer's version
         model             the model's config (``alexnet(**config)`` rebuilds it), or its class name
-        optimizer         SGD hyper-parameters (lr, momentum, weight_decay, decay_biases, steps) or null
+        optimizer         the optimiser's JSON scalars (SGD: lr, momentum, weight_decay, decay_biases, steps) or null
+        optimizer_groups  the names of its tensor groups (SGD: ["velocity"]) or null
         scheduler         the schedule's state or null
         rng_state         :func:`minialex.backend.get_rng_state` when saved
-        metadata          the caller's dict (epoch, step, configuration, history...)
+        metadata          the caller's dict (a training run's: see :mod:`minialex.training.saved_run`)
         checksum          "sha256:<hex>" of every metadata entry above and every tensor (name, dtype, shape, bytes)
+
+The optimiser state protocol: ``optimizer.state_dict()`` returns JSON-able scalars plus any number of tensor
+groups, each a ``dict[param_name, np.ndarray]``; every dict value is a group. ``check_state_dict(state,
+source)`` validates a state without changing anything, ``load_state_dict(state, source)`` restores it.
+
+Format 1 (minialex 0.1.0) stored SGD's velocities as ``"optim.<param>"`` and had no ``optimizer_groups``;
+such files still load, their optimiser tensors as the group ``"velocity"``.
 
 Loading parses JSON and copies bytes; it never runs code (unlike pickle, on which PyTorch's ``.pt`` files
 and NumPy's object arrays rely). The checksum makes a truncated or corrupted file an error instead of
@@ -41,10 +51,11 @@ from minialex import atomic, backend
 from minialex.errors import CheckpointError
 
 FORMAT = "minialex-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_PREFIX, OPTIM_PREFIX = "model.", "optim."
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit; a larger "size" means a corrupt first 8 bytes
 _JSON_KEYS = ("format_version", "minialex_version", "model", "optimizer", "scheduler", "rng_state", "metadata")
+_V1_GROUP = "velocity"  # format 1: the only optimiser tensors were SGD's velocities, named "optim.<param>"
 
 
 @dataclass
@@ -55,7 +66,8 @@ class Checkpoint:
     ----------
     path : the file it was read from
     model_state : parameter name -> array (``"conv1.weight"``, ...), for ``model.load_state_dict``
-    optimizer_state : ``SGD.state_dict()`` form (hyper-parameters and ``"velocity"``), or None
+    optimizer_state : ``optimizer.state_dict()`` form (JSON scalars and tensor groups, e.g. SGD's ``"velocity"``),
+        or None
     scheduler_state : the schedule's ``state_dict()``, or None
     rng_state : the generator state at saving (see :func:`minialex.backend.set_rng_state`), or None
     model_config : the model's ``config`` (``alexnet(**model_config)`` rebuilds the architecture), or None
@@ -73,15 +85,8 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
     minialex_version: str = ""
 
-    @property
-    def epoch(self) -> Any:
-        """``metadata["epoch"]`` if the writer gave one, else None."""
-        return self.metadata.get("epoch")
-
-    @property
-    def step(self) -> Any:
-        """``metadata["step"]`` if the writer gave one, else None."""
-        return self.metadata.get("step")
+    epoch = property(lambda self: self.metadata.get("epoch"), doc='``metadata["epoch"]`` if given, else None.')
+    step = property(lambda self: self.metadata.get("step"), doc='``metadata["step"]`` if given, else None.')
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -118,6 +123,19 @@ def _digest(entries: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """(JSON scalars, tensor groups) of an optimiser's ``state_dict()``: every dict value is a tensor group."""
+    scalars, groups = {}, {}
+    for key, value in state.items():
+        if not isinstance(value, dict):
+            scalars[key] = value
+        elif not isinstance(key, str) or not key.isidentifier():
+            raise CheckpointError(f"save_checkpoint: optimizer tensor group {key!r} must be a plain word (no dots)")
+        else:
+            groups[key] = {str(k): np.asarray(backend.to_numpy(v)) for k, v in value.items()}
+    return scalars, groups
+
+
 def _write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write the file (a separate function so that tests can make it fail half-way)."""
     from safetensors.numpy import save_file
@@ -138,7 +156,7 @@ def save_checkpoint(
     ----------
     path : the checkpoint file (by convention ``*.safetensors``); its directory must exist
     model : a minialex model (``state_dict()``; its ``config`` is stored when it has one)
-    optimizer : an :class:`~minialex.optim.SGD` (velocities as tensors, hyper-parameters as metadata)
+    optimizer : an optimiser following the state protocol (tensor groups as tensors, scalars as metadata)
     scheduler : a schedule with ``state_dict()``
     metadata : JSON-able dict of the caller's (epoch, step, configuration, history, ...)
 
@@ -149,7 +167,8 @@ def save_checkpoint(
     Raises
     ------
     CheckpointError
-        if ``metadata`` is not JSON-able.
+        if ``metadata`` or the optimiser's scalars are not JSON-able, or a tensor group's name is not a
+        plain word.
     WriteError
         if the file cannot be written (full disk, no permission, missing directory); any previous file at
         ``path`` is then unchanged and no temporary file is left.
@@ -158,12 +177,12 @@ def save_checkpoint(
     if metadata is not None and not isinstance(metadata, dict):
         raise CheckpointError(f"save_checkpoint: metadata must be a dict, got {type(metadata).__name__}")
     tensors = {MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    optim_meta = None
+    optim_meta, groups = None, None
     if optimizer is not None:
-        state = optimizer.state_dict()
-        velocity = state.pop("velocity")
-        tensors.update({OPTIM_PREFIX + k: np.ascontiguousarray(v) for k, v in velocity.items()})
-        optim_meta = state
+        optim_meta, group_tensors = _split_optimizer_state(optimizer.state_dict())
+        groups = sorted(group_tensors)
+        for group, arrays in group_tensors.items():
+            tensors.update({f"{OPTIM_PREFIX}{group}.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
     model_config = getattr(model, "config", None) or {"class": type(model).__name__}
     entries = {
         "format": FORMAT,
@@ -171,6 +190,7 @@ def save_checkpoint(
         "minialex_version": _to_json(minialex.__version__, "version"),
         "model": _to_json(model_config, "model config"),
         "optimizer": _to_json(optim_meta, "optimizer state"),
+        "optimizer_groups": _to_json(groups, "optimizer tensor groups"),
         "scheduler": _to_json(None if scheduler is None else scheduler.state_dict(), "scheduler state"),
         "rng_state": _to_json(backend.get_rng_state(), "RNG state"),
         "metadata": _to_json(metadata or {}, "metadata"),
@@ -266,36 +286,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"checkpoint {path} is corrupted: checksum mismatch (stored {checksum}, computed {actual}); "
             "use an earlier checkpoint"
         )
-    values: dict[str, Any] = {}
-    for key in _JSON_KEYS:
-        if key not in entries:
-            raise CheckpointError(f"checkpoint {path} lacks the '{key}' metadata entry")
-        try:
-            values[key] = json.loads(entries[key])
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"checkpoint {path}: metadata entry '{key}' is not valid JSON") from exc
+    values = {key: _json_entry(entries, key, path) for key in _JSON_KEYS}
     version = values["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise CheckpointError(
             f"checkpoint {path} has format version {version!r}; this minialex ({minialex.__version__}) reads "
             f"versions 1 to {FORMAT_VERSION}: upgrade minialex"
         )
-
-    model_state, velocity = {}, {}
-    for name, array in tensors.items():
-        if name.startswith(MODEL_PREFIX):
-            model_state[name[len(MODEL_PREFIX) :]] = array
-        elif name.startswith(OPTIM_PREFIX):
-            velocity[name[len(OPTIM_PREFIX) :]] = array
-        else:
-            raise CheckpointError(f"checkpoint {path} holds an unexpected tensor {name!r}")
-    optimizer_state = values["optimizer"]
-    if optimizer_state is not None:
-        if not isinstance(optimizer_state, dict):
-            raise CheckpointError(f"checkpoint {path}: the optimizer entry is not a JSON object")
-        optimizer_state = {**optimizer_state, "velocity": velocity}
-    elif velocity:
-        raise CheckpointError(f"checkpoint {path} holds optimizer tensors but no optimizer settings")
+    model_state, optimizer_state = _group_tensors(tensors, values["optimizer"], version, entries, path)
     model_config = values["model"] if isinstance(values["model"], dict) else None
     metadata = values["metadata"] if isinstance(values["metadata"], dict) else {}
     return Checkpoint(
@@ -309,6 +307,42 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         format_version=version,
         minialex_version=str(values["minialex_version"]),
     )
+
+
+def _json_entry(entries: dict[str, str], key: str, path: str) -> Any:
+    if key not in entries:
+        raise CheckpointError(f"checkpoint {path} lacks the '{key}' metadata entry")
+    try:
+        return json.loads(entries[key])
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: metadata entry '{key}' is not valid JSON") from exc
+
+
+def _group_tensors(
+    tensors: dict[str, np.ndarray], scalars: Any, version: int, entries: dict[str, str], path: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """Sort the tensors into the model's state and the optimiser's state (its scalars and tensor groups)."""
+    groups = [_V1_GROUP] if version == 1 else _json_entry(entries, "optimizer_groups", path)
+    if scalars is None:
+        groups = []
+    elif not isinstance(scalars, dict):
+        raise CheckpointError(f"checkpoint {path}: the optimizer entry is not a JSON object")
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.isidentifier() for g in groups or []):
+        raise CheckpointError(f"checkpoint {path}: optimizer_groups must be a list of names, got {groups!r}")
+    model_state: dict[str, np.ndarray] = {}
+    grouped: dict[str, dict[str, np.ndarray]] = {g: {} for g in groups}
+    for name, array in tensors.items():
+        if name.startswith(MODEL_PREFIX):
+            model_state[name[len(MODEL_PREFIX) :]] = array
+            continue
+        rest = name[len(OPTIM_PREFIX) :] if name.startswith(OPTIM_PREFIX) else ""
+        group, param = (_V1_GROUP, rest) if version == 1 else rest.partition(".")[::2]
+        if scalars is None and rest:
+            raise CheckpointError(f"checkpoint {path} holds optimizer tensors but no optimizer settings")
+        if group not in grouped or not param:
+            raise CheckpointError(f"checkpoint {path} holds an unexpected tensor {name!r}")
+        grouped[group][param] = array
+    return model_state, None if scalars is None else {**scalars, **grouped}
 
 
 def restore(

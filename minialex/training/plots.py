@@ -34,13 +34,13 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> str:
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
-    """Loss and accuracy per epoch, training and held-out, side by side.
+    """Loss and accuracy per epoch, training and validation, side by side.
 
     Parameters
     ----------
     history : sequence of dicts
-        One dict per epoch with ``epoch``, ``train_loss``, ``train_accuracy``, ``test_loss``,
-        ``test_accuracy`` (accuracies as fractions); an optional ``lr`` marks learning-rate drops.
+        One dict per epoch with ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+        ``val_accuracy`` (accuracies as fractions); an optional ``lr`` marks learning-rate drops.
     """
     fig = _new_figure(10, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -50,10 +50,10 @@ def plot_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
         return [float(row.get(key, math.nan)) for row in history]
 
     ax_loss.plot(epochs, series("train_loss"), "o-", label="train")
-    ax_loss.plot(epochs, series("test_loss"), "s-", label="held-out")
+    ax_loss.plot(epochs, series("val_loss"), "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     ax_acc.plot(epochs, [100 * v for v in series("train_accuracy")], "o-", label="train")
-    ax_acc.plot(epochs, [100 * v for v in series("test_accuracy")], "s-", label="held-out")
+    ax_acc.plot(epochs, [100 * v for v in series("val_accuracy")], "s-", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="Accuracy")
     lrs = series("lr")
     for i in range(1, len(history)):

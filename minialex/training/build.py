@@ -1,0 +1,90 @@
+"""Building a run's parts from its configuration: the model, the optimiser, the schedule, the input pipeline.
+
+Every choice an option makes between implementations is made here and nowhere else, so that a new
+optimiser, model family or input pipeline is one more branch in one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minialex import backend
+from minialex.data.pipeline import InputPipeline
+from minialex.errors import CheckpointError, ConfigError
+from minialex.layers import SoftmaxCrossEntropy
+from minialex.models import AlexNet, alexnet
+from minialex.optim import SGD, ReduceLROnPlateau, StepLR
+from minialex.training.config import TrainConfig
+from minialex.training.data import DataInfo, RunData
+
+Schedule = ReduceLROnPlateau | StepLR
+
+
+@dataclass
+class Parts:
+    """What trains: the model, the loss, the optimiser, the schedule (None: constant lr), the input pipeline."""
+
+    model: AlexNet
+    loss: SoftmaxCrossEntropy
+    optimizer: SGD
+    scheduler: Schedule | None
+    pipeline: InputPipeline
+
+
+def build_parts(config: TrainConfig, data: RunData) -> Parts:
+    """Every part of a new run, drawn from minialex's generator (seed it first for a reproducible run)."""
+    channels = data.image_shape[0]
+    model = alexnet(
+        config.model, num_classes=len(data.classes), in_channels=channels, init=config.init, dtype=config.dtype
+    )
+    optimizer = SGD(model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return Parts(
+        model, SoftmaxCrossEntropy(), optimizer, build_schedule(config, optimizer), build_pipeline(config, data, model)
+    )
+
+
+def build_schedule(config: TrainConfig, optimizer: SGD) -> Schedule | None:
+    """The learning-rate schedule ``config.schedule`` names (None for ``"none"``)."""
+    if config.schedule == "plateau":
+        return ReduceLROnPlateau(
+            optimizer, factor=config.lr_factor, patience=config.patience, max_reductions=config.max_reductions
+        )
+    if config.schedule == "step":
+        return StepLR(optimizer, step_size=config.step_size, gamma=config.lr_factor)
+    return None
+
+
+def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputPipeline:
+    """uint8 images -> the model's input; the paper's colour noise needs the RGB eigenvectors of the data."""
+    pca = None
+    if config.augment and data.image_shape[0] == 3:
+        from minialex.data import rgb_pca
+
+        pca = rgb_pca(data.train_images)
+    info = data.info
+    return InputPipeline(
+        config.dataset, data.image_shape, model.input_shape, info.mean, info.std, config.augment, config.dtype, pca
+    )
+
+
+def inference_parts(config: TrainConfig, info: DataInfo, model_config: dict[str, Any]) -> tuple[AlexNet, InputPipeline]:
+    """The model a checkpoint describes (untrained: load its state next) and its evaluation pipeline.
+
+    Building draws initial weights; the caller's random state is restored afterwards, so that loading a
+    model for inference changes no random draw of the caller.
+    """
+    state = backend.get_rng_state()
+    try:
+        model = alexnet(**model_config)
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint's model {model_config} cannot be built: {exc}") from exc
+    finally:
+        backend.set_rng_state(state)
+    channels, height, width = info.image_shape
+    shape = (channels, height, width)
+    dtype = np.dtype(model.config.get("dtype", config.dtype))
+    pipeline = InputPipeline(config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype)
+    return model, pipeline
