@@ -4,6 +4,7 @@ Each function is one step, vectorised over the batch (no Python loop over images
 :mod:`minialex.data.pipeline` composes them into the training and evaluation transforms::
 
     standardize      uint8 -> float: (x / 255 − mean) / std, mean per channel or per pixel (the mean image)
+    crop_flip_standardize   the crop, the mirror and standardize of every image in one pass
     to_device_float  host uint8 batch -> device float in [0, 1] (optionally standardised)
     normalize        (x − mean_c) / std_c on a float batch, in place
     resize           bilinear resize, corners aligned (the d2l variant: 28 -> 224)
@@ -53,8 +54,27 @@ def _per_channel(values, channels: int, what: str) -> np.ndarray:
     return out
 
 
+def _affine(x: Any, mean, std, dtype: np.dtype, where: str) -> tuple[Any, Any]:
+    """``(scale, shift)`` with ``(x / 255 − mean) / std = x·scale − shift``: scale (C, 1, 1), shift (C, 1, 1) or
+    the mean image's shape (a per-pixel mean, e.g. (C, H, W) or (1, C, h, w)), both of ``dtype``."""
+    _check_images(x, where)
+    if np.dtype(x.dtype) != np.uint8:
+        raise DataError(f"{where}: expected uint8 images, got {x.dtype}")
+    xp = backend.xp
+    channels = x.shape[1]
+    std = _per_channel(std, channels, f"{where}: std")
+    if np.any(std <= 0):
+        raise ConfigError(f"{where}: std must be positive, got {tuple(std)}")
+    scale = xp.asarray((1.0 / (255.0 * std)).astype(dtype)).reshape(-1, 1, 1)
+    if isinstance(mean, (np.ndarray, xp.ndarray)) and np.ndim(mean) >= 3:
+        shift = xp.asarray(mean, dtype=dtype) * xp.asarray((1.0 / std).astype(dtype)).reshape(-1, 1, 1)
+    else:
+        shift = xp.asarray((_per_channel(mean, channels, f"{where}: mean") / std).astype(dtype)).reshape(-1, 1, 1)
+    return scale, shift
+
+
 def standardize(x: Any, mean, std, dtype: Any = np.float32) -> Any:
-    """``(x / 255 − mean) / std_c`` of a uint8 batch, as a new float array: one pass, fused as ``x·a_c − b``.
+    """``(x / 255 − mean) / std_c`` of a uint8 batch, as a new float array, computed as ``x·a_c − b``.
 
     Parameters
     ----------
@@ -72,21 +92,60 @@ def standardize(x: Any, mean, std, dtype: Any = np.float32) -> Any:
     xp.ndarray of ``dtype``, shape (N, C, h, w), C-contiguous
     """
     dt = _float_dtype(dtype)
-    _check_images(x, "standardize")
-    if np.dtype(x.dtype) != np.uint8:
-        raise DataError(f"standardize: expected uint8 images, got {x.dtype}")
-    xp = backend.xp
-    channels = x.shape[1]
-    std = _per_channel(std, channels, "standardize: std")
-    if np.any(std <= 0):
-        raise ConfigError(f"standardize: std must be positive, got {tuple(std)}")
-    scale = xp.asarray((1.0 / (255.0 * std)).astype(dt)).reshape(1, -1, 1, 1)
-    out = xp.multiply(x, scale, dtype=dt)
-    if isinstance(mean, (np.ndarray, xp.ndarray)) and np.ndim(mean) == 4:
-        out -= xp.asarray(mean, dtype=dt) * xp.asarray((1.0 / std).astype(dt)).reshape(1, -1, 1, 1)
-    else:
-        shift = _per_channel(mean, channels, "standardize: mean") / std
-        out -= xp.asarray(shift.astype(dt)).reshape(1, -1, 1, 1)
+    scale, shift = _affine(x, mean, std, dt, "standardize")
+    out = backend.xp.multiply(x, scale, dtype=dt)
+    out -= shift
+    return out
+
+
+def crop_flip_standardize(
+    x: Any, top, left, flips, size: int | tuple[int, int], mean, std, dtype: Any = np.float32
+) -> Any:
+    """Crop, mirror and standardise every uint8 image of a batch into a new float batch.
+
+    ``out[i] = mirror_i((x[i, :, t:t+h, l:l+w] / 255 − mean[:, t:t+h, l:l+w]) / std)`` with ``(t, l) =
+    (top[i], left[i])``, mirrored left-right where ``flips[i]``; a per-channel ``mean`` is the same at every
+    pixel. The per-pixel mean image is cropped and mirrored exactly like its image, so the result equals
+    standardising the whole image first and cropping it afterwards.
+
+    The work goes image by image, reading both the image's window and the mean image's window as views: the
+    (C, H, W) mean image stays in the CPU's cache, where gathering the batch's N mean windows first would write
+    and read N float copies of it (and cropping after standardising would convert pixels that are then
+    thrown away). On a GPU each image is two small kernels.
+
+    Parameters
+    ----------
+    x : xp.ndarray of uint8, shape (N, C, H, W)
+    top, left : integer host arrays (N,), e.g. from :func:`draw_crops`
+    flips : bool host array (N,), e.g. from :func:`draw_flips`
+    size : int or (h, w)
+    mean : sequence of C floats, or xp.ndarray (C, H, W): the mean image in [0, 1] units
+    std : sequence of C floats (> 0)
+    dtype : float32 (default) or float64
+
+    Returns
+    -------
+    xp.ndarray of ``dtype``, shape (N, C, h, w), C-contiguous
+    """
+    dt = _float_dtype(dtype)
+    scale, shift = _affine(x, mean, std, dt, "crop_flip_standardize")
+    per_pixel = shift.ndim == 3 and shift.shape[1:] != (1, 1)
+    if per_pixel and shift.shape != x.shape[1:]:
+        raise DataError(f"crop_flip_standardize: mean image {shift.shape} does not match images {x.shape[1:]}")
+    n, channels, height, width = x.shape
+    h, w = _crop_size(size)
+    out = backend.xp.empty((n, channels, h, w), dtype=dt)
+    for i in range(n):
+        t, s = int(top[i]), int(left[i])
+        if not (0 <= t <= height - h and 0 <= s <= width - w):
+            raise ConfigError(f"crop_flip_standardize: a {h}×{w} crop at ({t}, {s}) leaves the {height}×{width} image")
+        image = x[i, :, t : t + h, s : s + w]
+        mean_window = shift[:, t : t + h, s : s + w] if per_pixel else shift
+        if flips[i]:
+            image = image[..., ::-1]
+            mean_window = mean_window[..., ::-1] if per_pixel else mean_window
+        backend.xp.multiply(image, scale, out=out[i])
+        out[i] -= mean_window
     return out
 
 

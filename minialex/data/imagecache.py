@@ -193,16 +193,19 @@ def read_cache(path: Path, expected_fingerprint: str | None = None) -> ImageCach
 
 
 # -- building ---------------------------------------------------------------------------------------------------
-def _decode_job(root: Path, size: int, want_stats: bool) -> Callable[[Entry], tuple]:
-    def job(entry: Entry) -> tuple:
+def _decode_job(root: Path, size: int, stats: PixelStats | None) -> Callable[[Entry], tuple]:
+    """The work of one file, on a worker thread: decode it, and add it to ``stats`` (exact, so in any order)."""
+
+    def job(entry: Entry) -> tuple[Entry, np.ndarray | None, SkippedFile | None]:
         try:
             image = photo.decode(root / entry.path, size)
         except photo.ImageFileError as exc:
-            return entry, None, SkippedFile(entry.path, exc.kind, exc.detail), None
+            return entry, None, SkippedFile(entry.path, exc.kind, exc.detail)
         except MemoryError:
-            return entry, None, SkippedFile(entry.path, "out of memory while decoding"), None
-        partial = PixelStats.partial(image[None]) if want_stats else None
-        return entry, image, None, partial
+            return entry, None, SkippedFile(entry.path, "out of memory while decoding")
+        if stats is not None:
+            stats.add(image[None])
+        return entry, image, None
 
     return job
 
@@ -226,10 +229,10 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
             writer = _SplitWriter(temp / f"{split}.npy", size)
             kept: dict[str, list] = {"files": [], "labels": []}
             try:
-                decode = _decode_job(listing.root, size, split == "train")
+                decode = _decode_job(listing.root, size, stats if split == "train" else None)
                 jobs = Prefetcher(decode, plan.files[split], ahead=4 * workers, workers=workers)
                 with jobs:
-                    for entry, image, reason, partial in jobs:
+                    for entry, image, reason in jobs:
                         done += 1
                         if image is None:
                             skipped.append(reason)
@@ -237,8 +240,6 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
                             writer.append(image)
                             kept["files"].append(_entry_record(entry))
                             kept["labels"].append(entry.label)
-                            if split == "train":
-                                stats.add(image[None], partial)
                         if done >= next_report:
                             rate = done / max(time.perf_counter() - started, 1e-9)
                             log(f"image cache: decoded {done:,} / {total:,} files ({rate:,.0f} files/s)")

@@ -9,7 +9,10 @@ resizing the whole image and cropping it, without resampling the part that is th
 
 Speed: a JPEG is decoded directly at a reduced scale (``Image.draft``: the decoder's DCT scaling by 1/2, 1/4
 or 1/8, chosen so that the shorter side still has at least 256 pixels), so a 2000×1500 photo is never
-decoded at full size. Pillow releases the GIL while decoding and resizing, so threads decode in parallel.
+decoded at full size, and with libjpeg's fast integer DCT and plain (not "fancy") chroma upsampling, the
+speed-for-accuracy trade TensorFlow's ``decode_jpeg`` offers as ``dct_method`` and ``fancy_upscaling``: the
+differences, well below a grey level on average, are then averaged away by the downscaling. Pillow
+releases the GIL while decoding and resizing, so threads decode in parallel.
 
 Every kind of image is turned into 8-bit RGB: greyscale, palette, CMYK and YCbCr through Pillow's
 conversions; an alpha channel is dropped (as torchvision's and Keras's loaders do); 16-bit greyscale is
@@ -143,8 +146,10 @@ def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
         if image.format == "JPEG":
             scale = size / min(width, height)
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            if len(image.decoderconfig) == 2:  # (scale, draft): Pillow's JPEG decoder reads the second as
+                image.decoderconfig = (image.decoderconfig[0], 1)  # "fast integer DCT, plain chroma upsampling"
         image.load()
-        if image.getexif().get(_ORIENTATION, 1) != 1:
+        if "exif" in image.info and image.getexif().get(_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         image = _to_rgb(image, where)
         resized = image.resize((size, size), Image.Resampling.BILINEAR, box=centre_box(*image.size), reducing_gap=None)

@@ -4,18 +4,19 @@
 :func:`eval_transform` compose the steps of :mod:`minialex.data.augment`; :class:`InputPipeline` chooses
 them for a data set and a model and is what the trainer calls. Everything runs on the backend's device.
 
-Training, for images as large as the model's input or larger (every step vectorised over the batch)::
+Training, for images as large as the model's input or larger::
 
     uint8 (N, C, H, W) on the host -> the device, still uint8
-      -> zero padding (pad-and-crop of small images)           the random crop and the flips move uint8:
-      -> random crop of the input size                          4× fewer bytes than floats
-      -> random horizontal flip
-      -> (x / 255 − mean) / std_c, one fused pass               mean: per channel, or the mean image
-      -> PCA colour noise, / std_c                              (the paper, §4.1; RGB)
+      -> zero padding (pad-and-crop of small images)
+      -> random crop offsets and flips drawn for the batch      draw_crops, draw_flips
+      -> each image cropped, mirrored, (x / 255 − mean) / std   crop_flip_standardize; mean: per channel,
+                                                                or the mean image, cropped and mirrored alike
+      -> PCA colour noise, / std_c, over the batch              (the paper, §4.1; RGB)
 
 The mean image (the paper, §2) is cropped and flipped exactly like each image, so the result equals
-subtracting it from the 256×256 image first. Images smaller than the input (28×28 digits for the ``d2l``
-model, 32×32 CIFAR for ``paper``) are resized up first, bilinearly, in floats.
+subtracting it from the 256×256 image first; only the pixels kept are converted to floats. Images smaller
+than the input (28×28 digits for the ``d2l`` model, 32×32 CIFAR for ``paper``) are resized up first,
+bilinearly, in floats, then cropped and flipped over the whole batch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from minialex import backend, validate
 from minialex.data.augment import (
     _float_dtype,
     center_crop,
+    crop_flip_standardize,
     crop_windows,
     draw_crops,
     draw_flips,
@@ -168,20 +170,18 @@ def train_transform(
     if mean_image is not None:
         if augment.padding:
             raise ConfigError("train_transform: a mean image cannot be combined with padding")
-        mean = xp.asarray(mean_image)[None]
+        mean = xp.asarray(mean_image)
+    if augment.padding:
+        x = xp.pad(x, ((0, 0), (0, 0), (augment.padding,) * 2, (augment.padding,) * 2))
+    n, _, height, width = x.shape
     if augment.crop is not None:
-        if augment.padding:
-            x = xp.pad(x, ((0, 0), (0, 0), (augment.padding,) * 2, (augment.padding,) * 2))
-        top, left = draw_crops(x.shape[0], x.shape[2], x.shape[3], augment.crop)
-        x = crop_windows(x, top, left, augment.crop)
-        if mean_image is not None:
-            mean = crop_windows(xp.broadcast_to(mean, (x.shape[0], *mean.shape[1:])), top, left, augment.crop)
-    if augment.flip:
-        flips = draw_flips(x.shape[0])
-        x = flip_where(x, flips)
-        if mean_image is not None:
-            mean = flip_where(xp.broadcast_to(mean, x.shape), flips)
-    return _pca_noise(standardize(x, mean, std, dtype), augment, pca, std)
+        size = augment.crop
+        top, left = draw_crops(n, height, width, size)
+    else:
+        size, top, left = (height, width), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    flips = draw_flips(n) if augment.flip else np.zeros(n, bool)
+    x = crop_flip_standardize(x, top, left, flips, size, mean, std, dtype)
+    return _pca_noise(x, augment, pca, std)
 
 
 def eval_transform(batch: np.ndarray, augment: Augment, mean, std, dtype=np.float32, mean_image: Any = None) -> Any:
