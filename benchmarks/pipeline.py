@@ -124,10 +124,16 @@ def plain_pil_loop(paths: list[Path]) -> None:
         np.asarray(image.crop((left, top, left + 256, top + 256)))
 
 
-def minialex_build(root: Path, workers: int) -> Any:
-    from minialex.data.imagecache import CACHE_FOLDER, open_cache
+def remove_cache(root: Path) -> None:
+    from minialex.data.imagecache import CACHE_FOLDER
 
     shutil.rmtree(root / CACHE_FOLDER, ignore_errors=True)
+
+
+def minialex_build(root: Path, workers: int) -> Any:
+    """The first epoch: list, decode and write the cache (and its statistics) from scratch."""
+    from minialex.data.imagecache import open_cache
+
     return open_cache(root, workers=workers)
 
 
@@ -201,6 +207,7 @@ def memory_child(root: Path) -> None:
 
     ready = rss_mb()
     files = len(image_files(root, None))
+    remove_cache(root)
     minialex_build(root, workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     print(
         "JSON:"
@@ -265,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("pil_loop", plain_pil_loop, None),
             ("minialex_1_thread", minialex_build, 1),
         ):
+            remove_cache(root)  # not timed: the previous round's cache
             wall, cpu = _timed(fn, root, arg) if arg is not None else _timed(fn, files)
             build[key].append(wall)
             build_cpu[key].append(cpu)

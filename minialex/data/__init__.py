@@ -13,7 +13,8 @@ standardised (:class:`InputPipeline`).
 * :mod:`~minialex.data.stats` — exact training-set statistics: channel mean/std, mean image, RGB PCA
 * :mod:`~minialex.data.splits` — the fixed, stratified validation and test hold-outs
 * :mod:`~minialex.data.batches`, :mod:`~minialex.data.prefetch` — batching; batches prepared ahead on threads
-* :mod:`~minialex.data.augment`, :mod:`~minialex.data.pipeline` — on-device augmentation, and its composition
+* :mod:`~minialex.data.augment`, :mod:`~minialex.data.resize`, :mod:`~minialex.data.pipeline` — on-device
+  augmentation and resizing, and their composition
 """
 
 from minialex.data.augment import (
@@ -22,7 +23,6 @@ from minialex.data.augment import (
     pca_lighting,
     random_crop,
     random_flip,
-    resize,
     standardize,
     ten_crop,
     to_device_float,
@@ -33,6 +33,7 @@ from minialex.data.download import RemoteFile, cache_dir, fetch
 from minialex.data.pipeline import Augment, InputPipeline, eval_transform, train_transform
 from minialex.data.prefetch import Prefetcher
 from minialex.data.record import Dataset, PhotoDataset
+from minialex.data.resize import resize
 from minialex.data.stats import channel_stats, rgb_pca
 
 __all__ = [

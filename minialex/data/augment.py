@@ -7,7 +7,6 @@ Each function is one step, vectorised over the batch (no Python loop over images
     crop_flip_standardize   the crop, the mirror and standardize of every image in one pass
     to_device_float  host uint8 batch -> device float in [0, 1] (optionally standardised)
     normalize        (x − mean_c) / std_c on a float batch, in place
-    resize           bilinear resize, corners aligned (the d2l variant: 28 -> 224)
     draw_crops       random crop offsets, one pair per image, uniform over all positions
     crop_windows     the h×w window of each image at its own offset, as one gather
     random_crop      draw_crops + crop_windows, after optional zero padding
@@ -16,6 +15,8 @@ Each function is one step, vectorised over the batch (no Python loop over images
     pca_lighting     the paper's PCA colour noise (§4.1), in place
     center_crop      the central crop (a view)
     ten_crop         the paper's ten test views: four corners and the centre, and their mirrors (§4.1)
+
+(:func:`minialex.data.resize.resize` resizes a batch bilinearly: the d2l variant's 28 -> 224.)
 
 Every random draw comes from :mod:`minialex.backend` (``host_rng`` for offsets and flips, ``normal`` for the
 colour noise), so :func:`minialex.seed` reproduces an augmented epoch exactly. Crops and flips work on any
@@ -35,7 +36,8 @@ from minialex.errors import ConfigError, DataError
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
+def float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype, if it is float32 or float64 (the two the pipeline produces)."""
     dt = np.dtype(dtype)
     if dt not in [np.dtype(d) for d in FLOAT_DTYPES]:
         raise ConfigError(f"dtype: expected float32 or float64, got {dt}")
@@ -91,7 +93,7 @@ def standardize(x: Any, mean, std, dtype: Any = np.float32) -> Any:
     -------
     xp.ndarray of ``dtype``, shape (N, C, h, w), C-contiguous
     """
-    dt = _float_dtype(dtype)
+    dt = float_dtype(dtype)
     scale, shift = _affine(x, mean, std, dt, "standardize")
     out = backend.xp.multiply(x, scale, dtype=dt)
     out -= shift
@@ -113,21 +115,12 @@ def crop_flip_standardize(
     and read N float copies of it (and cropping after standardising would convert pixels that are then
     thrown away). On a GPU each image is two small kernels.
 
-    Parameters
-    ----------
-    x : xp.ndarray of uint8, shape (N, C, H, W)
-    top, left : integer host arrays (N,), e.g. from :func:`draw_crops`
-    flips : bool host array (N,), e.g. from :func:`draw_flips`
-    size : int or (h, w)
-    mean : sequence of C floats, or xp.ndarray (C, H, W): the mean image in [0, 1] units
-    std : sequence of C floats (> 0)
-    dtype : float32 (default) or float64
-
-    Returns
-    -------
-    xp.ndarray of ``dtype``, shape (N, C, h, w), C-contiguous
+    ``x`` is uint8 (N, C, H, W); ``top``, ``left`` (integers) and ``flips`` (bools) are host arrays (N,), e.g.
+    from :func:`draw_crops` and :func:`draw_flips`; ``size`` is h or (h, w); ``mean`` is C floats or the
+    uncropped (C, H, W) mean image; ``std`` and ``dtype`` are those of :func:`standardize`. Returns a new
+    C-contiguous (N, C, h, w) array of ``dtype``.
     """
-    dt = _float_dtype(dtype)
+    dt = float_dtype(dtype)
     scale, shift = _affine(x, mean, std, dt, "crop_flip_standardize")
     per_pixel = shift.ndim == 3 and shift.shape[1:] != (1, 1)
     if per_pixel and shift.shape != x.shape[1:]:
@@ -164,7 +157,7 @@ def to_device_float(batch: np.ndarray, mean=None, std=None, dtype: Any = np.floa
     -------
     xp.ndarray of ``dtype``, shape (N, C, H, W), C-contiguous
     """
-    _float_dtype(dtype)
+    float_dtype(dtype)
     _check_images(batch, "to_device_float")
     if np.dtype(batch.dtype) != np.uint8:
         raise DataError(f"to_device_float: expected uint8 images, got {batch.dtype}")
@@ -321,75 +314,6 @@ def pca_lighting(x: Any, eigvals, eigvecs, std: float = 0.1, scale=None) -> Any:
         delta /= xp.asarray(np.asarray(scale, dtype=x.dtype).reshape(1, 3))
     x += delta[:, :, None, None]
     return x
-
-
-def _ndimage() -> Any:
-    if backend.on_gpu:
-        import cupyx.scipy.ndimage as ndimage
-    else:
-        import scipy.ndimage as ndimage
-    return ndimage
-
-
-def linear_interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """The (n_out, n_in) matrix of 1-D linear interpolation with the end points aligned.
-
-    Output sample i sits at input coordinate t = i·(n_in − 1)/(n_out − 1) and takes
-    (1 − f)·x[⌊t⌋] + f·x[⌊t⌋ + 1], f = t − ⌊t⌋: the sampling of ``scipy.ndimage.zoom(order=1)``.
-    """
-    t = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
-    lo = np.minimum(np.floor(t).astype(np.int64), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = t - lo
-    m = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    # One entry per row in each statement, so ``+=`` never meets a repeated index; at the last input sample
-    # lo == hi and the second statement adds to the first.
-    m[rows, lo] += 1.0 - frac
-    m[rows, hi] += frac
-    return m
-
-
-def resize(x: Any, size: int | tuple[int, int], order: int = 1) -> Any:
-    """Resize every image to ``size``, corners aligned; ``order=1`` is bilinear.
-
-    Bilinear interpolation is separable, so it is two small matrix products per image,
-    ``out = R · x · Cᵀ`` with R (h, H) and C (w, W) from :func:`linear_interpolation_matrix`: the same numbers
-    as ``scipy.ndimage.zoom(x, order=1)`` (the tests check it) but ~30× faster on a CPU, because it runs in
-    BLAS instead of a per-pixel spline loop. Other orders use ``scipy.ndimage.zoom`` on NumPy and
-    ``cupyx.scipy.ndimage.zoom`` on CuPy (same API).
-
-    Parameters
-    ----------
-    x : xp.ndarray, shape (N, C, H, W), float
-    size : int or (h, w)
-    order : int
-        Spline order (1: bilinear).
-
-    Returns
-    -------
-    xp.ndarray, shape (N, C, h, w), x's dtype
-    """
-    _check_images(x, "resize")
-    xp = backend.xp
-    h, w = (size, size) if np.isscalar(size) else size
-    if h < 1 or w < 1:
-        raise ConfigError(f"resize: expected a positive size, got {(h, w)}")
-    if (h, w) == x.shape[2:]:
-        return x
-    if order == 1:
-        n, c, height, width = x.shape
-        rows = xp.asarray(linear_interpolation_matrix(height, h).astype(x.dtype))  # (h, H)
-        cols = xp.asarray(linear_interpolation_matrix(width, w).T.astype(x.dtype))  # (W, w)
-        # Two plain GEMMs (a stacked matmul over the batch is ~50× slower in NumPy): columns, then rows.
-        t = (xp.ascontiguousarray(x).reshape(-1, width) @ cols).reshape(n * c, height, w)
-        out = xp.tensordot(rows, t, axes=(1, 1))  # (h, N·C, w)
-        return xp.ascontiguousarray(out.transpose(1, 0, 2)).reshape(n, c, h, w)
-    factors = (1.0, 1.0, h / x.shape[2], w / x.shape[3])
-    out = _ndimage().zoom(x, factors, order=order, mode="nearest")
-    if out.shape[2:] != (h, w):  # zoom rounds the output size
-        raise ConfigError(f"resize: zoom produced {out.shape[2:]} instead of {(h, w)}; use order=1")
-    return out
 
 
 def center_crop(x: Any, size: int | tuple[int, int]) -> Any:

@@ -2,8 +2,8 @@
 
 Decoding a JPEG costs far more than a training step can wait for, so :func:`open_cache` decodes each file
 once (:func:`minialex.data.photo.decode`: 256×256 RGB) into one uint8 ``.npy`` array per split, which later
-runs open with ``np.load(mmap_mode="r")``: a 10,000-image split (1.9 GiB) is never read into memory as a
-whole, only the rows a batch needs.
+runs memory-map (``np.load(path, mmap_mode="r", allow_pickle=False)``): a 10,000-image split (1.8 GiB) is
+never read into memory as a whole, only the rows a batch needs.
 
 A cache is a folder ``v1-<fingerprint>/`` holding ``train.npy``, ``val.npy``, ``test.npy`` (N, 3, 256, 256),
 ``mean_image.npy`` (the training split's mean image, float64 (3, 256, 256), [0, 1] units) and
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from minialex import atomic
+from minialex import atomic, validate
 from minialex.data import photo
 from minialex.data.download import cache_dir
 from minialex.data.folder import SPLITS, Entry, Listing, SkippedFile, SplitPlan, fingerprint, plan_splits, scan
@@ -344,6 +344,8 @@ def open_cache(
         A folder that breaks the layout (:func:`minialex.data.folder.scan`), no readable training image of
         some class, no writable place for the cache, or not enough disk space.
     """
+    workers = validate.integer(workers, "image cache: workers", low=1, allow_none=True)
+    size = validate.integer(size, "image cache: size", low=1)
     log = log or (lambda message: None)
     listing = scan(root)
     plan = plan_splits(listing)

@@ -27,21 +27,8 @@ from typing import Any
 import numpy as np
 
 from minialex import backend, validate
-from minialex.data.augment import (
-    _float_dtype,
-    center_crop,
-    crop_flip_standardize,
-    crop_windows,
-    draw_crops,
-    draw_flips,
-    flip_where,
-    normalize,
-    pca_lighting,
-    resize,
-    standardize,
-    ten_crop,
-    to_device_float,
-)
+from minialex.data import augment as ops
+from minialex.data.resize import resize
 from minialex.errors import ConfigError, DataError
 
 PCA_STD = 0.1
@@ -119,7 +106,7 @@ def _pca_noise(x: Any, augment: Augment, pca, std) -> Any:
     if augment.pca_std > 0 and x.shape[1] == 3:
         if pca is None:
             raise ConfigError("train_transform: pca_std > 0 needs the (eigvals, eigvecs) of rgb_pca(train_images)")
-        pca_lighting(x, pca[0], pca[1], augment.pca_std, scale=std)
+        ops.pca_lighting(x, pca[0], pca[1], augment.pca_std, scale=std)
     return x
 
 
@@ -153,19 +140,16 @@ def train_transform(
     """
     xp = backend.xp
     if augment.resize is not None:  # resize in floats, subtract the mean, then the steps below on floats
-        x = resize(to_device_float(batch, dtype=dtype), augment.resize)
+        x = resize(ops.to_device_float(batch, dtype=dtype), augment.resize)
         if mean_image is not None:
             x -= xp.asarray(mean_image, dtype=x.dtype)[None]
             mean = (0.0,) * x.shape[1]
         if augment.crop is not None:
-            if augment.padding:
-                x = xp.pad(x, ((0, 0), (0, 0), (augment.padding,) * 2, (augment.padding,) * 2))
-            top, left = draw_crops(x.shape[0], x.shape[2], x.shape[3], augment.crop)
-            x = crop_windows(x, top, left, augment.crop)
+            x = ops.random_crop(x, augment.crop, augment.padding)
         if augment.flip:
-            x = flip_where(x, draw_flips(x.shape[0]))
+            x = ops.random_flip(x)
         x = _pca_noise(xp.ascontiguousarray(x), augment, pca, None)
-        return normalize(x, mean, std)
+        return ops.normalize(x, mean, std)
     x = backend.asarray(batch)
     if mean_image is not None:
         if augment.padding:
@@ -176,11 +160,11 @@ def train_transform(
     n, _, height, width = x.shape
     if augment.crop is not None:
         size = augment.crop
-        top, left = draw_crops(n, height, width, size)
+        top, left = ops.draw_crops(n, height, width, size)
     else:
         size, top, left = (height, width), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    flips = draw_flips(n) if augment.flip else np.zeros(n, bool)
-    x = crop_flip_standardize(x, top, left, flips, size, mean, std, dtype)
+    flips = ops.draw_flips(n) if augment.flip else np.zeros(n, bool)
+    x = ops.crop_flip_standardize(x, top, left, flips, size, mean, std, dtype)
     return _pca_noise(x, augment, pca, std)
 
 
@@ -195,17 +179,17 @@ def eval_transform(batch: np.ndarray, augment: Augment, mean, std, dtype=np.floa
     """
     xp = backend.xp
     if augment.resize is not None:
-        x = resize(to_device_float(batch, dtype=dtype), augment.resize)
+        x = resize(ops.to_device_float(batch, dtype=dtype), augment.resize)
         if mean_image is not None:
             x -= xp.asarray(mean_image, dtype=x.dtype)[None]
             mean = (0.0,) * x.shape[1]
         crop = augment.crop if augment.crop is not None else x.shape[2]
-        return normalize(xp.ascontiguousarray(center_crop(x, crop)), mean, std)
+        return ops.normalize(xp.ascontiguousarray(ops.center_crop(x, crop)), mean, std)
     x = backend.asarray(batch)
     crop = augment.crop if augment.crop is not None else x.shape[2]
     if mean_image is not None:
-        mean = center_crop(xp.asarray(mean_image)[None], crop)
-    return standardize(center_crop(x, crop), mean, std, dtype)
+        mean = ops.center_crop(xp.asarray(mean_image)[None], crop)
+    return ops.standardize(ops.center_crop(x, crop), mean, std, dtype)
 
 
 class InputPipeline:
@@ -268,7 +252,7 @@ class InputPipeline:
                 f"{self.input_shape[0]} channels"
             )
         self.mean, self.std = tuple(mean), tuple(std)
-        self.dtype = _float_dtype(dtype)
+        self.dtype = ops.float_dtype(dtype)
         self.pca = pca
         validate.flag(augment, "InputPipeline: augment")
         (_, height, width), (_, h, w) = self.image_shape, self.input_shape
@@ -379,7 +363,7 @@ class InputPipeline:
         """The test-time views (see the class docstring), each a standardised (N, *input_shape) batch."""
         xp = backend.xp
         size = self.input_shape[1:]
-        x = to_device_float(images, dtype=self.dtype)
+        x = ops.to_device_float(images, dtype=self.dtype)
         mean = None if self.mean_image is None else self.mean_image[None]
         if self.mode == "resize":
             x = resize(x, size)
@@ -389,8 +373,10 @@ class InputPipeline:
             x = xp.pad(x, widths)
             mean = None if mean is None else xp.pad(mean, widths)
         count = 10 if self._defaults.flip else 5
-        views = ten_crop(x, size)[:count]
+        views = ops.ten_crop(x, size)[:count]
         if mean is None:
-            return [normalize(xp.ascontiguousarray(v), self.mean, self.std) for v in views]
+            return [ops.normalize(xp.ascontiguousarray(v), self.mean, self.std) for v in views]
         zero = (0.0,) * len(self.std)
-        return [normalize(v - m, zero, self.std) for v, m in zip(views, ten_crop(mean, size)[:count], strict=True)]
+        return [
+            ops.normalize(v - m, zero, self.std) for v, m in zip(views, ops.ten_crop(mean, size)[:count], strict=True)
+        ]
