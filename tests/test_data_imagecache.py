@@ -245,3 +245,10 @@ def test_log_reports_progress_of_a_build(tmp_path):
     lines: list[str] = []
     imagecache.open_cache(root, log=lines.append)
     assert lines[0].startswith("image cache: decoding") and lines[-1].startswith("image cache: decoded 20 / 20 files")
+
+
+def test_a_tiny_folder_can_have_empty_validation_and_test_splits(tmp_path):
+    root = generated_folder(tmp_path / "set", {"a": 1, "b": 1})  # one image per class: nothing to hold out
+    ds = load_dataset(root)
+    assert len(ds.train_labels) == 2 and ds.val_images.shape == (0, 3, 256, 256) and ds.test_images.shape[0] == 0
+    assert "2 train, 0 val, 0 test" in ds.summary

@@ -210,3 +210,17 @@ def test_photos_flow_through_the_prefetcher_into_a_training_step(photos):
     views = pipeline.ten_crops(np.asarray(photos.test_images[:2]))
     probs = np.mean([host(model.forward(v)) for v in views], axis=0)
     assert probs.shape == (2, photos.num_classes) and np.all(np.isfinite(probs))
+
+
+def test_for_dataset_on_digits_is_the_usual_pipeline():
+    digits = load_dataset("mnist5k")
+    pipeline = InputPipeline.for_dataset(digits, (1, 28, 28))
+    direct = InputPipeline("mnist5k", (1, 28, 28), (1, 28, 28), digits.mean, digits.std, True, np.float32)
+    assert pipeline.mode == "same" and pipeline.mean_image is None and pipeline.pca is None
+    assert pipeline.train_augment == direct.train_augment == Augment.for_dataset("mnist5k")
+    batch = digits.train_images[:8]
+    minialex.seed(5)
+    a = host(pipeline.train(batch))
+    minialex.seed(5)
+    np.testing.assert_array_equal(a, host(direct.train(batch)))
+    assert len(pipeline.ten_crops(batch)) == 5  # digits are not mirrored
