@@ -47,6 +47,15 @@ WORK = RESULTS / "tmp" / "pipeline"
 PHOTO_SIZE = (500, 375)
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it (results files are committed)."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        return path.resolve().relative_to(repo).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def log(message: str) -> None:
     print(f"[pipeline] {message}", file=sys.stderr, flush=True)
 
@@ -310,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": info,
         "blas_line": blas_line(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "folder": str(root),
+        "folder": _shown(root),
         "images": len(files),
         "train_images": len(images),
         "batch": args.batch,
