@@ -12,7 +12,8 @@ import pytest
 from photos import PHOTO_CLASSES, generated_folder, jpeg_bytes, needs_photos, photo_folder, png_bomb, smooth_rgb
 
 from minialex.data import PhotoDataset, imagecache, load_dataset, photo
-from minialex.data.imagecache import CACHE_FOLDER, HEADER_BYTES, npy_header, open_cache
+from minialex.data.imagecache import CACHE_FOLDER, open_cache
+from minialex.data.npyfile import HEADER_BYTES, RowWriter, npy_header
 from minialex.errors import DataError
 
 
@@ -252,3 +253,14 @@ def test_a_tiny_folder_can_have_empty_validation_and_test_splits(tmp_path):
     ds = load_dataset(root)
     assert len(ds.train_labels) == 2 and ds.val_images.shape == (0, 3, 256, 256) and ds.test_images.shape[0] == 0
     assert "2 train, 0 val, 0 test" in ds.summary
+
+
+def test_row_writer_refuses_rows_of_another_shape_or_dtype(tmp_path):
+    writer = RowWriter(tmp_path / "rows.npy", (3, 4, 4))
+    writer.append(np.ones((3, 4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"expected a C-contiguous uint8 row \(3, 4, 4\)"):
+        writer.append(np.ones((3, 4, 5), np.uint8))
+    with pytest.raises(DataError, match="uint8 row"):
+        writer.append(np.ones((3, 4, 4), np.float32))
+    writer.finish()
+    np.testing.assert_array_equal(np.load(tmp_path / "rows.npy", allow_pickle=False), np.ones((1, 3, 4, 4), np.uint8))

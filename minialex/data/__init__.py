@@ -10,6 +10,7 @@ standardised (:class:`InputPipeline`).
 * :mod:`~minialex.data.datasets` — the registry: :func:`load_dataset` by name or folder, :func:`available_datasets`
 * :mod:`~minialex.data.folder`, :mod:`~minialex.data.photo`, :mod:`~minialex.data.imagecache` — image folders:
   the layout and splits, decoding one photo (the paper's 256×256), the memory-mapped decoded-image cache
+  (written row by row by :mod:`~minialex.data.npyfile`)
 * :mod:`~minialex.data.stats` — exact training-set statistics: channel mean/std, mean image, RGB PCA
 * :mod:`~minialex.data.splits` — the fixed, stratified validation and test hold-outs
 * :mod:`~minialex.data.batches`, :mod:`~minialex.data.prefetch` — batching; batches prepared ahead on threads

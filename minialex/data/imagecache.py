@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from minialex import atomic, validate
 from minialex.data import photo
 from minialex.data.download import cache_dir
 from minialex.data.folder import SPLITS, Entry, Listing, SkippedFile, SplitPlan, fingerprint, plan_splits, scan
+from minialex.data.npyfile import RowWriter, fsync_folder, save_npy
 from minialex.data.prefetch import Prefetcher, default_workers
 from minialex.data.stats import PixelStats
 from minialex.errors import DataError, MinialexError
@@ -55,8 +55,6 @@ from minialex.errors import DataError, MinialexError
 FORMAT = "minialex-image-cache"
 VERSION = 1
 CACHE_FOLDER = ".minialex-cache"
-HEADER_BYTES = 128
-"""Every cached ``.npy`` has a header of exactly this length, so that it can be rewritten in place."""
 
 Log = Callable[[str], None]
 
@@ -70,43 +68,6 @@ class ImageCache:
     images: dict[str, np.ndarray]  # split -> uint8 (N, 3, S, S), memory-mapped, read-only
     labels: dict[str, np.ndarray]  # split -> int64 (N,)
     mean_image: np.ndarray  # float64 (3, S, S), [0, 1] units
-
-
-# -- the .npy container ---------------------------------------------------------------------------------------
-def npy_header(shape: tuple[int, ...]) -> bytes:
-    """A version-1.0 ``.npy`` header for uint8 C-order data of ``shape``, padded to :data:`HEADER_BYTES`.
-
-    The format: the magic ``\\x93NUMPY``, version bytes 1 0, the little-endian uint16 length of what follows,
-    then a Python dict literal padded with spaces and ended by a newline (``numpy.lib.format``).
-    """
-    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {tuple(int(s) for s in shape)!r}, }}"
-    room = HEADER_BYTES - 10 - 1 - len(text)
-    if room < 0:
-        raise DataError(f"npy_header: shape {shape} does not fit a {HEADER_BYTES}-byte header")
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", HEADER_BYTES - 10) + text.encode("latin1") + b" " * room + b"\n"
-
-
-class _SplitWriter:
-    """Appends (3, S, S) uint8 rows to ``<split>.npy``; the header gets the final row count on :meth:`finish`."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path, self.row_shape, self.rows = path, (3, size, size), 0
-        self.handle = open(path, "wb")  # closed by finish() or abort()
-        self.handle.write(npy_header((0, *self.row_shape)))
-
-    def append(self, image: np.ndarray) -> None:
-        self.handle.write(memoryview(image).cast("B"))
-        self.rows += 1
-
-    def finish(self) -> None:
-        self.handle.seek(0)
-        self.handle.write(npy_header((self.rows, *self.row_shape)))
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-
-    def abort(self) -> None:
-        self.handle.close()
 
 
 # -- where ------------------------------------------------------------------------------------------------------
@@ -226,7 +187,7 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
     done, next_report = 0, max(1, total // 10)
     try:
         for split in SPLITS:
-            writer = _SplitWriter(temp / f"{split}.npy", size)
+            writer = RowWriter(temp / f"{split}.npy", (3, size, size))
             kept: dict[str, list] = {"files": [], "labels": []}
             try:
                 decode = _decode_job(listing.root, size, stats if split == "train" else None)
@@ -250,7 +211,8 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
                 raise
             splits[split] = kept
         _check_usable(listing, plan, splits, skipped)
-        np.save(temp / "mean_image.npy", stats.mean_image(), allow_pickle=False)
+        mean_image = stats.mean_image()
+        atomic.write_atomic(temp / "mean_image.npy", lambda path: save_npy(path, mean_image), "image cache mean image")
         mean, std = stats.channel_mean_std()
         eigvals, eigvecs = stats.pca()
         index = {
@@ -272,7 +234,8 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
             },
             "build_seconds": round(time.perf_counter() - started, 3),
         }
-        atomic.write_text(temp / "index.json", json.dumps(index, indent=1) + "\n", "image cache index")
+        text = json.dumps(index, separators=(",", ":")) + "\n"  # compact: ImageNet lists 1.3 M files
+        atomic.write_text(temp / "index.json", text, "image cache index")
         final = base / _version_name(fp)
         try:
             os.rename(temp, final)
@@ -280,6 +243,7 @@ def _build(base: Path, fp: str, listing: Listing, plan: SplitPlan, size: int, wo
             if not (final / "index.json").is_file():  # not another process's complete cache: a real failure
                 raise
             shutil.rmtree(temp, ignore_errors=True)  # another process finished the same cache first
+        fsync_folder(base)  # the rename itself survives a power cut
         return final
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
