@@ -19,9 +19,7 @@ def test_integer_accepts_ints_in_range_and_converts_numpy_ints():
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.0, "3", None, 11])
 def test_integer_rejects_with_the_name_the_bounds_and_the_value(value):
-    with pytest.raises(
-        ConfigError, match=rf"^batch_size must be an integer in \[1, 10\], got {value!r}$".replace("(", r"\(")
-    ):
+    with pytest.raises(ConfigError, match=rf"^batch_size must be an integer in \[1, 10\], got {value!r}$".replace("(", r"\(")):
         validate.integer(value, "batch_size", low=1, high=10)
 
 

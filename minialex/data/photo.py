@@ -143,7 +143,7 @@ def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
     try:
         image = _open_checked(handle, where)
         width, height = image.size
-        if image.format == "JPEG":
+        if image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEGs of some cameras
             scale = size / min(width, height)
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             if len(image.decoderconfig) == 2:  # (scale, draft): Pillow's JPEG decoder reads the second as
