@@ -15,6 +15,7 @@ import minialex
 from minialex import backend
 from minialex.data import (
     Augment,
+    InputPipeline,
     center_crop,
     eval_transform,
     normalize,
@@ -234,9 +235,11 @@ def test_eval_transform_is_deterministic_and_supports_ten_crops():
     b = host(eval_transform(batch, augment, (0.5,) * 3, (0.25,) * 3))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, (batch[:, :, 2:34, 2:34] / 255.0 - 0.5) / 0.25, rtol=1e-5, atol=1e-6)
-    views = eval_transform(batch, augment, (0.5,) * 3, (0.25,) * 3, tencrop=True)
+    # The one ten-crop path: InputPipeline.ten_crops (images larger than the input are cropped, not padded).
+    pipeline = InputPipeline("photos", (3, 36, 36), (3, 32, 32), (0.5,) * 3, (0.25,) * 3, False, np.float32)
+    views = pipeline.ten_crops(batch)
     assert len(views) == 10 and all(v.shape == (3, 3, 32, 32) for v in views)
-    np.testing.assert_array_equal(host(views[4]), a)
+    np.testing.assert_allclose(host(views[4]), a, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(

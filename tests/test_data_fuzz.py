@@ -126,12 +126,27 @@ def test_mutations_of_idx_headers(tmp_path, mutations):
 
 @settings(max_examples=40)
 @given(data=st.binary(max_size=300))
-def test_embedded_csv_parser(data):
+def test_embedded_npz_parser(data):
     for blob in (data, gzip.compress(data)):
         try:
-            embedded.parse_csv(blob, "mnist_5k.csv.gz")
+            embedded.parse(blob, "mnist5k.npz")
         except MinialexError:
             pass
+
+
+EMBEDDED_HEAD = embedded.locate().read_bytes()[:400]  # zip headers and the start of the images' .npy header
+
+
+@settings(max_examples=60)
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_mutations_of_the_embedded_file(mutations):
+    # Mutate the zip and .npy headers of the real file (mutations past them would only break the deflate stream).
+    raw = embedded.locate().read_bytes()
+    head = _mutate(EMBEDDED_HEAD, [(op, pos % 400, value) for op, pos, value in mutations])
+    try:
+        embedded.parse(head + raw[400:], "mnist5k.npz")
+    except MinialexError:
+        pass
 
 
 def test_valid_files_parse(tmp_path):

@@ -1,23 +1,31 @@
-"""Moving batches to the device, normalising and augmenting them: one code path over ``xp`` (NumPy or CuPy).
+"""The per-batch operations of the input pipeline, on the device: one code path over ``xp`` (NumPy or CuPy).
 
-The training pipeline of one batch (:func:`train_transform`), every step vectorised over the batch::
+Each function is one step, vectorised over the batch (no Python loop over images);
+:mod:`minialex.data.pipeline` composes them into the training and evaluation transforms::
 
-    uint8 (N, C, H, W) on the host
-      -> device float in [0, 1]                      to_device_float
-      -> bilinear resize (d2l variant: 28 -> 224)    resize
-      -> random crop, after zero padding             random_crop     (pad-and-crop; or the paper's 227 of 256)
-      -> random horizontal flip                      random_flip     (off for digits)
-      -> PCA colour noise                            pca_lighting    (RGB; the paper's σ = 0.1)
-      -> (x − mean_c) / std_c                        normalize
+    standardize      uint8 -> float: (x / 255 − mean) / std, mean per channel or per pixel (the mean image)
+    crop_flip_standardize   the crop, the mirror and standardize of every image in one pass
+    to_device_float  host uint8 batch -> device float in [0, 1] (optionally standardised)
+    normalize        (x − mean_c) / std_c on a float batch, in place
+    draw_crops       random crop offsets, one pair per image, uniform over all positions
+    crop_windows     the h×w window of each image at its own offset, as one gather
+    random_crop      draw_crops + crop_windows, after optional zero padding
+    draw_flips       which images to mirror; flip_where mirrors them
+    random_flip      draw_flips + flip_where
+    pca_lighting     the paper's PCA colour noise (§4.1), in place
+    center_crop      the central crop (a view)
+    ten_crop         the paper's ten test views: four corners and the centre, and their mirrors (§4.1)
 
-Evaluation (:func:`eval_transform`) resizes, takes the centre crop, or the paper's ten crops (:func:`ten_crop`).
+(:func:`minialex.data.resize.resize` resizes a batch bilinearly: the d2l variant's 28 -> 224.)
+
 Every random draw comes from :mod:`minialex.backend` (``host_rng`` for offsets and flips, ``normal`` for the
-colour noise), so :func:`minialex.seed` reproduces an augmented epoch exactly.
+colour noise), so :func:`minialex.seed` reproduces an augmented epoch exactly. Crops and flips work on any
+dtype: the pipeline applies them to the uint8 batch, before the conversion to float, where they move 4× fewer
+bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +36,8 @@ from minialex.errors import ConfigError, DataError
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
+def float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype, if it is float32 or float64 (the two the pipeline produces)."""
     dt = np.dtype(dtype)
     if dt not in [np.dtype(d) for d in FLOAT_DTYPES]:
         raise ConfigError(f"dtype: expected float32 or float64, got {dt}")
@@ -38,6 +47,99 @@ def _float_dtype(dtype: Any) -> np.dtype:
 def _check_images(x: Any, where: str) -> None:
     if getattr(x, "ndim", None) != 4:
         raise DataError(f"{where}: expected a batch of images (N, C, H, W), got shape {getattr(x, 'shape', None)}")
+
+
+def _per_channel(values, channels: int, what: str) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64).reshape(-1)
+    if out.shape != (channels,) or not np.all(np.isfinite(out)):
+        raise ConfigError(f"{what}: need {channels} finite values, one per channel, got {values!r}")
+    return out
+
+
+def _affine(x: Any, mean, std, dtype: np.dtype, where: str) -> tuple[Any, Any]:
+    """``(scale, shift)`` with ``(x / 255 − mean) / std = x·scale − shift``: scale (C, 1, 1), shift (C, 1, 1) or
+    the mean image's shape (a per-pixel mean, e.g. (C, H, W) or (1, C, h, w)), both of ``dtype``."""
+    _check_images(x, where)
+    if np.dtype(x.dtype) != np.uint8:
+        raise DataError(f"{where}: expected uint8 images, got {x.dtype}")
+    xp = backend.xp
+    channels = x.shape[1]
+    std = _per_channel(std, channels, f"{where}: std")
+    if np.any(std <= 0):
+        raise ConfigError(f"{where}: std must be positive, got {tuple(std)}")
+    scale = xp.asarray((1.0 / (255.0 * std)).astype(dtype)).reshape(-1, 1, 1)
+    if isinstance(mean, (np.ndarray, xp.ndarray)) and np.ndim(mean) >= 3:
+        shift = xp.asarray(mean, dtype=dtype) * xp.asarray((1.0 / std).astype(dtype)).reshape(-1, 1, 1)
+    else:
+        shift = xp.asarray((_per_channel(mean, channels, f"{where}: mean") / std).astype(dtype)).reshape(-1, 1, 1)
+    return scale, shift
+
+
+def standardize(x: Any, mean, std, dtype: Any = np.float32) -> Any:
+    """``(x / 255 − mean) / std_c`` of a uint8 batch, as a new float array, computed as ``x·a_c − b``.
+
+    Parameters
+    ----------
+    x : xp.ndarray of uint8, shape (N, C, h, w)
+        Any layout (a crop view is fine).
+    mean : sequence of C floats, or xp.ndarray broadcastable to (N, C, h, w)
+        Per-channel means, or a per-pixel mean image (e.g. the training set's, cropped like ``x``), in
+        [0, 1] units.
+    std : sequence of C floats (> 0)
+        Per-channel standard deviations in [0, 1] units (all 1: subtract the mean only).
+    dtype : float32 (default) or float64
+
+    Returns
+    -------
+    xp.ndarray of ``dtype``, shape (N, C, h, w), C-contiguous
+    """
+    dt = float_dtype(dtype)
+    scale, shift = _affine(x, mean, std, dt, "standardize")
+    out = backend.xp.multiply(x, scale, dtype=dt)
+    out -= shift
+    return out
+
+
+def crop_flip_standardize(
+    x: Any, top, left, flips, size: int | tuple[int, int], mean, std, dtype: Any = np.float32
+) -> Any:
+    """Crop, mirror and standardise every uint8 image of a batch into a new float batch.
+
+    ``out[i] = mirror_i((x[i, :, t:t+h, l:l+w] / 255 − mean[:, t:t+h, l:l+w]) / std)`` with ``(t, l) =
+    (top[i], left[i])``, mirrored left-right where ``flips[i]``; a per-channel ``mean`` is the same at every
+    pixel. The per-pixel mean image is cropped and mirrored exactly like its image, so the result equals
+    standardising the whole image first and cropping it afterwards.
+
+    The work goes image by image, reading both the image's window and the mean image's window as views: the
+    (C, H, W) mean image stays in the CPU's cache, where gathering the batch's N mean windows first would write
+    and read N float copies of it (and cropping after standardising would convert pixels that are then
+    thrown away). On a GPU each image is two small kernels.
+
+    ``x`` is uint8 (N, C, H, W); ``top``, ``left`` (integers) and ``flips`` (bools) are host arrays (N,), e.g.
+    from :func:`draw_crops` and :func:`draw_flips`; ``size`` is h or (h, w); ``mean`` is C floats or the
+    uncropped (C, H, W) mean image; ``std`` and ``dtype`` are those of :func:`standardize`. Returns a new
+    C-contiguous (N, C, h, w) array of ``dtype``.
+    """
+    dt = float_dtype(dtype)
+    scale, shift = _affine(x, mean, std, dt, "crop_flip_standardize")
+    per_pixel = shift.ndim == 3 and shift.shape[1:] != (1, 1)
+    if per_pixel and shift.shape != x.shape[1:]:
+        raise DataError(f"crop_flip_standardize: mean image {shift.shape} does not match images {x.shape[1:]}")
+    n, channels, height, width = x.shape
+    h, w = _crop_size(size)
+    out = backend.xp.empty((n, channels, h, w), dtype=dt)
+    for i in range(n):
+        t, s = int(top[i]), int(left[i])
+        if not (0 <= t <= height - h and 0 <= s <= width - w):
+            raise ConfigError(f"crop_flip_standardize: a {h}×{w} crop at ({t}, {s}) leaves the {height}×{width} image")
+        image = x[i, :, t : t + h, s : s + w]
+        mean_window = shift[:, t : t + h, s : s + w] if per_pixel else shift
+        if flips[i]:
+            image = image[..., ::-1]
+            mean_window = mean_window[..., ::-1] if per_pixel else mean_window
+        backend.xp.multiply(image, scale, out=out[i])
+        out[i] -= mean_window
+    return out
 
 
 def to_device_float(batch: np.ndarray, mean=None, std=None, dtype: Any = np.float32) -> Any:
@@ -55,15 +157,14 @@ def to_device_float(batch: np.ndarray, mean=None, std=None, dtype: Any = np.floa
     -------
     xp.ndarray of ``dtype``, shape (N, C, H, W), C-contiguous
     """
-    dt = _float_dtype(dtype)
+    float_dtype(dtype)
     _check_images(batch, "to_device_float")
     if np.dtype(batch.dtype) != np.uint8:
         raise DataError(f"to_device_float: expected uint8 images, got {batch.dtype}")
-    x = backend.asarray(batch).astype(dt)
-    x *= dt.type(1.0 / 255.0)
-    if mean is not None or std is not None:
-        x = normalize(x, mean, std)
-    return x
+    channels = batch.shape[1]
+    mean = (0.0,) * channels if mean is None else mean
+    std = (1.0,) * channels if std is None else std
+    return standardize(backend.asarray(batch), mean, std, dtype)
 
 
 def normalize(x: Any, mean, std) -> Any:
@@ -85,17 +186,51 @@ def normalize(x: Any, mean, std) -> Any:
     return x
 
 
+def _crop_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def draw_crops(n: int, height: int, width: int, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Random offsets (top, left) of an h×w crop in each of ``n`` height×width images, uniform over all positions.
+
+    Drawn from :func:`minialex.backend.host_rng`: the tops first, then the lefts (int64 host arrays (n,)).
+    """
+    h, w = _crop_size(size)
+    if not (0 < h <= height and 0 < w <= width):
+        raise ConfigError(f"random_crop: crop {h}×{w} does not fit padded images of {height}×{width}")
+    rng = backend.host_rng()
+    return rng.integers(0, height - h + 1, size=n), rng.integers(0, width - w + 1, size=n)
+
+
+def crop_windows(x: Any, top, left, size: int | tuple[int, int]) -> Any:
+    """``out[i] = x[i, :, top_i : top_i + h, left_i : left_i + w]``, as one gather (no loop over the batch).
+
+    Parameters
+    ----------
+    x : xp.ndarray, shape (N, C, H, W), any dtype (a broadcast view, e.g. of a mean image, is fine)
+    top, left : integer arrays (N,), host or device
+    size : int or (h, w)
+
+    Returns
+    -------
+    xp.ndarray, shape (N, C, h, w), a new array of x's dtype
+    """
+    _check_images(x, "crop_windows")
+    xp = backend.xp
+    h, w = _crop_size(size)
+    return _gather_windows(x, xp.asarray(top), xp.asarray(left), h, w)
+
+
 def random_crop(x: Any, size: int | tuple[int, int], padding: int = 0) -> Any:
     """A random ``size`` crop of each image, after zero-padding every side by ``padding``.
 
     Pad-and-crop (``padding`` > 0, ``size`` = the image size) shifts small images by up to ``padding`` pixels;
     with ``padding = 0`` and a smaller ``size`` it is the paper's random 224/227 crop out of 256. The offsets
-    (one pair per image, uniform over all valid positions) are drawn from the host generator; the copy is one
-    gather over a sliding-window view, no Python loop over the batch.
+    come from :func:`draw_crops`, the copy from :func:`crop_windows`.
 
     Parameters
     ----------
-    x : xp.ndarray, shape (N, C, H, W)
+    x : xp.ndarray, shape (N, C, H, W), any dtype
     size : int or (h, w)
     padding : int
 
@@ -104,17 +239,10 @@ def random_crop(x: Any, size: int | tuple[int, int], padding: int = 0) -> Any:
     xp.ndarray, shape (N, C, h, w), a new array of x's dtype
     """
     _check_images(x, "random_crop")
-    xp = backend.xp
-    h, w = (size, size) if np.isscalar(size) else size
     if padding:
-        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    n, _, height, width = x.shape
-    if not (0 < h <= height and 0 < w <= width):
-        raise ConfigError(f"random_crop: crop {h}×{w} does not fit padded images of {height}×{width}")
-    rng = backend.host_rng()
-    top = xp.asarray(rng.integers(0, height - h + 1, size=n))
-    left = xp.asarray(rng.integers(0, width - w + 1, size=n))
-    return _gather_windows(x, top, left, h, w)
+        x = backend.xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    top, left = draw_crops(x.shape[0], x.shape[2], x.shape[3], size)
+    return crop_windows(x, top, left, size)
 
 
 def _gather_windows(x: Any, top: Any, left: Any, h: int, w: int, use_view: bool = True) -> Any:
@@ -131,6 +259,18 @@ def _gather_windows(x: Any, top: Any, left: Any, h: int, w: int, use_view: bool 
     return x[xp.arange(n)[:, None, None, None], xp.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
+def draw_flips(n: int, p: float = 0.5) -> np.ndarray:
+    """Which of ``n`` images to mirror, each with probability ``p`` (a bool host array, from ``host_rng``)."""
+    return backend.host_rng().random(n) < p
+
+
+def flip_where(x: Any, flags) -> Any:
+    """Mirror left-right the images whose flag is set (returns a new array). x: (N, C, H, W), flags: (N,)."""
+    _check_images(x, "flip_where")
+    xp = backend.xp
+    return xp.where(xp.asarray(flags).reshape(-1, 1, 1, 1), x[..., ::-1], x)
+
+
 def random_flip(x: Any, p: float = 0.5) -> Any:
     """Mirror each image left-right with probability ``p`` (returns a new array).
 
@@ -139,40 +279,7 @@ def random_flip(x: Any, p: float = 0.5) -> Any:
     x : xp.ndarray, shape (N, C, H, W)
     """
     _check_images(x, "random_flip")
-    xp = backend.xp
-    flip = xp.asarray(backend.host_rng().random(x.shape[0]) < p).reshape(-1, 1, 1, 1)
-    return xp.where(flip, x[..., ::-1], x)
-
-
-def rgb_pca(images: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of the 3×3 covariance of the RGB values of all training pixels ([P] §4.1).
-
-    Pixel values are taken in [0, 1] units; the covariance is accumulated in float64 a chunk at a time.
-
-    Parameters
-    ----------
-    images : np.ndarray of uint8, shape (N, 3, H, W)
-
-    Returns
-    -------
-    eigvals : np.ndarray (3,), descending
-    eigvecs : np.ndarray (3, 3), column i is the unit eigenvector of eigvals[i]
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise DataError(f"rgb_pca: expected RGB images (N, 3, H, W), got {images.shape}")
-    total = np.zeros(3)
-    outer = np.zeros((3, 3))
-    count = 0
-    for start in range(0, len(images), chunk):
-        pixels = images[start : start + chunk].transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64) / 255.0
-        total += pixels.sum(axis=1)
-        outer += pixels @ pixels.T
-        count += pixels.shape[1]
-    mean = total / count
-    cov = outer / count - np.outer(mean, mean)
-    eigvals, eigvecs = np.linalg.eigh(cov)
-    order = np.argsort(eigvals)[::-1]
-    return np.maximum(eigvals[order], 0.0), eigvecs[:, order]
+    return flip_where(x, draw_flips(x.shape[0], p))
 
 
 def pca_lighting(x: Any, eigvals, eigvecs, std: float = 0.1, scale=None) -> Any:
@@ -182,7 +289,7 @@ def pca_lighting(x: Any, eigvals, eigvecs, std: float = 0.1, scale=None) -> Any:
 
         δ = [p₁ p₂ p₃] [α₁λ₁, α₂λ₂, α₃λ₃]ᵀ
 
-    with p_i, λ_i the eigenvectors and eigenvalues of :func:`rgb_pca`, so δ has covariance
+    with p_i, λ_i the eigenvectors and eigenvalues of :func:`~minialex.data.stats.rgb_pca`, so δ has covariance
     P diag(std² λ²) Pᵀ. The paper states this on its own pixel scale; here λ is in [0, 1] units, which makes the
     shift small (a fraction of a grey level to a few levels), as faithful to the text as a unit choice allows.
 
@@ -209,75 +316,6 @@ def pca_lighting(x: Any, eigvals, eigvecs, std: float = 0.1, scale=None) -> Any:
     return x
 
 
-def _ndimage() -> Any:
-    if backend.on_gpu:
-        import cupyx.scipy.ndimage as ndimage
-    else:
-        import scipy.ndimage as ndimage
-    return ndimage
-
-
-def linear_interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """The (n_out, n_in) matrix of 1-D linear interpolation with the end points aligned.
-
-    Output sample i sits at input coordinate t = i·(n_in − 1)/(n_out − 1) and takes
-    (1 − f)·x[⌊t⌋] + f·x[⌊t⌋ + 1], f = t − ⌊t⌋: the sampling of ``scipy.ndimage.zoom(order=1)``.
-    """
-    t = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
-    lo = np.minimum(np.floor(t).astype(np.int64), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = t - lo
-    m = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    # One entry per row in each statement, so ``+=`` never meets a repeated index; at the last input sample
-    # lo == hi and the second statement adds to the first.
-    m[rows, lo] += 1.0 - frac
-    m[rows, hi] += frac
-    return m
-
-
-def resize(x: Any, size: int | tuple[int, int], order: int = 1) -> Any:
-    """Resize every image to ``size``, corners aligned; ``order=1`` is bilinear.
-
-    Bilinear interpolation is separable, so it is two small matrix products per image,
-    ``out = R · x · Cᵀ`` with R (h, H) and C (w, W) from :func:`linear_interpolation_matrix`: the same numbers
-    as ``scipy.ndimage.zoom(x, order=1)`` (the tests check it) but ~30× faster on a CPU, because it runs in
-    BLAS instead of a per-pixel spline loop. Other orders use ``scipy.ndimage.zoom`` on NumPy and
-    ``cupyx.scipy.ndimage.zoom`` on CuPy (same API).
-
-    Parameters
-    ----------
-    x : xp.ndarray, shape (N, C, H, W), float
-    size : int or (h, w)
-    order : int
-        Spline order (1: bilinear).
-
-    Returns
-    -------
-    xp.ndarray, shape (N, C, h, w), x's dtype
-    """
-    _check_images(x, "resize")
-    xp = backend.xp
-    h, w = (size, size) if np.isscalar(size) else size
-    if h < 1 or w < 1:
-        raise ConfigError(f"resize: expected a positive size, got {(h, w)}")
-    if (h, w) == x.shape[2:]:
-        return x
-    if order == 1:
-        n, c, height, width = x.shape
-        rows = xp.asarray(linear_interpolation_matrix(height, h).astype(x.dtype))  # (h, H)
-        cols = xp.asarray(linear_interpolation_matrix(width, w).T.astype(x.dtype))  # (W, w)
-        # Two plain GEMMs (a stacked matmul over the batch is ~50× slower in NumPy): columns, then rows.
-        t = (xp.ascontiguousarray(x).reshape(-1, width) @ cols).reshape(n * c, height, w)
-        out = xp.tensordot(rows, t, axes=(1, 1))  # (h, N·C, w)
-        return xp.ascontiguousarray(out.transpose(1, 0, 2)).reshape(n, c, h, w)
-    factors = (1.0, 1.0, h / x.shape[2], w / x.shape[3])
-    out = _ndimage().zoom(x, factors, order=order, mode="nearest")
-    if out.shape[2:] != (h, w):  # zoom rounds the output size
-        raise ConfigError(f"resize: zoom produced {out.shape[2:]} instead of {(h, w)}; use order=1")
-    return out
-
-
 def center_crop(x: Any, size: int | tuple[int, int]) -> Any:
     """The central ``size`` crop of every image (a view). x: (N, C, H, W) -> (N, C, h, w)."""
     _check_images(x, "center_crop")
@@ -290,7 +328,7 @@ def center_crop(x: Any, size: int | tuple[int, int]) -> Any:
 
 
 def ten_crop(x: Any, size: int | tuple[int, int]) -> tuple[Any, ...]:
-    """The paper's test-time ten crops: four corners and the centre, then the same five mirrored ([P] §4.1).
+    """The paper's test-time ten crops: four corners and the centre, then the same five mirrored (the paper, §4.1).
 
     The network's softmax outputs over the ten are averaged.
 
@@ -315,117 +353,3 @@ def ten_crop(x: Any, size: int | tuple[int, int]) -> tuple[Any, ...]:
         center_crop(x, (h, w)),
     )
     return crops + tuple(c[..., ::-1] for c in crops)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Which transforms apply to a batch.
-
-    Attributes
-    ----------
-    resize : int, optional
-        Resize images to ``resize × resize`` first (the d2l variant: 28 -> 224).
-    crop : int, optional
-        Random crop side for training, centre/ten crop side for evaluation (None: no crop).
-    padding : int
-        Zero padding on every side before the random crop (pad-and-crop for small images).
-    flip : bool
-        Random horizontal flips (p = 0.5) in training.
-    pca_std : float
-        σ of the PCA colour noise (0 disables; the paper: 0.1; RGB only).
-    """
-
-    resize: int | None = None
-    crop: int | None = None
-    padding: int = 0
-    flip: bool = False
-    pca_std: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("resize", "crop"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"Augment.{name}: expected a positive integer or None, got {value!r}")
-        if not isinstance(self.padding, int) or self.padding < 0:
-            raise ConfigError(f"Augment.padding: expected a non-negative integer, got {self.padding!r}")
-        if not self.pca_std >= 0:
-            raise ConfigError(f"Augment.pca_std: expected >= 0, got {self.pca_std!r}")
-
-    @classmethod
-    def none(cls) -> Augment:
-        """No augmentation (evaluation, or a plain baseline)."""
-        return cls()
-
-    @classmethod
-    def for_dataset(cls, name: str, resize: int | None = None) -> Augment:
-        """Defaults per data set.
-
-        ==================  ===================================================================
-        digits (mnist*)     pad 2, random 28×28 crop, no flip (a mirrored 2 is not a 2)
-        fashion-mnist       pad 2, random 28×28 crop, flips (clothes are mirror-symmetric)
-        cifar10             pad 4, random 32×32 crop, flips, PCA colour noise σ = 0.1
-        imagenet-like       the paper: random 227×227 of 256×256, flips, PCA σ = 0.1
-        ==================  ===================================================================
-
-        With ``resize`` (e.g. 224 for the d2l variant) the images are resized and not cropped.
-        """
-        key = name.strip().lower()
-        if resize is not None:
-            return cls(resize=resize, flip=key in ("fashion-mnist", "cifar10"))
-        if key in ("mnist5k", "mnist"):
-            return cls(crop=28, padding=2)
-        if key == "fashion-mnist":
-            return cls(crop=28, padding=2, flip=True)
-        if key == "cifar10":
-            return cls(crop=32, padding=4, flip=True, pca_std=0.1)
-        if key == "imagenet":
-            return cls(crop=227, flip=True, pca_std=0.1)
-        raise ConfigError(f"Augment.for_dataset: no defaults for {name!r}")
-
-
-def train_transform(
-    batch: np.ndarray, augment: Augment, mean, std, pca: tuple[np.ndarray, np.ndarray] | None = None, dtype=np.float32
-) -> Any:
-    """Device float batch, augmented for training then normalised (see the module docstring for the order).
-
-    Parameters
-    ----------
-    batch : np.ndarray of uint8, shape (N, C, H, W)
-    augment : Augment
-    mean, std : per-channel statistics in [0, 1] units (the train split's)
-    pca : (eigvals, eigvecs) from :func:`rgb_pca`; required when ``augment.pca_std`` > 0 and C = 3
-    dtype : float32 or float64
-
-    Returns
-    -------
-    xp.ndarray of ``dtype``, shape (N, C, h, w)
-    """
-    x = to_device_float(batch, dtype=dtype)
-    if augment.resize is not None:
-        x = resize(x, augment.resize)
-    if augment.crop is not None:
-        x = random_crop(x, augment.crop, augment.padding)
-    if augment.flip:
-        x = random_flip(x)
-    if augment.pca_std > 0 and x.shape[1] == 3:
-        if pca is None:
-            raise ConfigError("train_transform: pca_std > 0 needs the (eigvals, eigvecs) of rgb_pca(train_images)")
-        x = backend.xp.ascontiguousarray(x)
-        pca_lighting(x, pca[0], pca[1], augment.pca_std)
-    return normalize(backend.xp.ascontiguousarray(x), mean, std)
-
-
-def eval_transform(batch: np.ndarray, augment: Augment, mean, std, dtype=np.float32, tencrop: bool = False) -> Any:
-    """Device float batch for evaluation: resize, centre crop (or ten crops), normalise; no randomness.
-
-    Returns
-    -------
-    xp.ndarray (N, C, h, w), or with ``tencrop`` a tuple of 10 such arrays (see :func:`ten_crop`)
-    """
-    x = to_device_float(batch, mean, std, dtype=dtype)
-    if augment.resize is not None:
-        x = resize(x, augment.resize)
-    crop = augment.crop if augment.crop is not None else x.shape[2]
-    if tencrop:
-        return tuple(backend.xp.ascontiguousarray(v) for v in ten_crop(x, crop))
-    return backend.xp.ascontiguousarray(center_crop(x, crop))

