@@ -37,6 +37,7 @@ runs on a duplicate of the communicator, so it can never be matched with a data 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -96,7 +97,7 @@ class CommStats:
     def add(self, op: str, nbytes: float = 0, seconds: float = 0.0, calls: int = 1) -> None:
         entry = self.ops.setdefault(op, OpStats())
         entry.calls += calls
-        entry.bytes_sent += int(round(nbytes))
+        entry.bytes_sent += math.ceil(nbytes)
         entry.seconds += seconds
 
     @property
@@ -181,7 +182,9 @@ class Communicator:
 
     def __init__(self, rank: int, size: int, timeout: float | None = None) -> None:
         self.rank, self.size = int(rank), int(size)
-        self.timeout = default_timeout() if timeout is None else validate.number(timeout, "timeout", low=0.0, low_open=True)
+        self.timeout = (
+            default_timeout() if timeout is None else validate.number(timeout, "timeout", low=0.0, low_open=True)
+        )
         self.stats = CommStats()
         self.closed = False
         self._watchdog = Watchdog(self.timeout, self._timed_out)
@@ -233,13 +236,17 @@ class Communicator:
         """``full`` of shape (P, ...) on every rank; returns Σ_s full_s[rank], shape ``full.shape[1:]``."""
         full = xp.ascontiguousarray(full)
         if full.shape[0] != self.size:
-            raise DistributedError(f"{what}: expected a leading axis of {self.size} (one block per rank), got {full.shape}")
+            raise DistributedError(
+                f"{what}: expected a leading axis of {self.size} (one block per rank), got {full.shape}"
+            )
         out = xp.empty(full.shape[1:], dtype=full.dtype)
         with self._timed("reduce_scatter", (self.size - 1) / self.size * full.nbytes, what):
             self._reduce_scatter(full, out)
         return out
 
-    def sendrecv(self, x: Array | None, dest: int | None, out: Array | None, source: int | None, what: str = "sendrecv") -> Array | None:
+    def sendrecv(
+        self, x: Array | None, dest: int | None, out: Array | None, source: int | None, what: str = "sendrecv"
+    ) -> Array | None:
         """Send ``x`` to ``dest`` while ``out`` (contiguous) is filled from ``source``; either side may be None."""
         if (x is None) != (dest is None) or (out is None) != (source is None):
             raise DistributedError(f"{what}: give x with dest and out with source (or None for both)")
@@ -247,7 +254,7 @@ class Communicator:
             x = xp.ascontiguousarray(x)
         if out is not None:
             _check_contiguous(out, what)
-        with self._timed("sendrecv", 0 if x is None else x.nbytes, what):
+        with self._timed("sendrecv", 0 if x is None or dest == self.rank else x.nbytes, what):
             self._sendrecv(x, dest, out, source)
         return out
 
@@ -389,7 +396,9 @@ class LocalComm(Communicator):
 
     def _sendrecv(self, x: Array | None, dest: int | None, out: Array | None, source: int | None) -> None:
         if dest not in (None, 0) or source not in (None, 0):
-            raise DistributedError(f"sendrecv: rank {dest if dest not in (None, 0) else source} does not exist (size 1)")
+            raise DistributedError(
+                f"sendrecv: rank {dest if dest not in (None, 0) else source} does not exist (size 1)"
+            )
         if out is not None and x is not None:
             out[...] = x
 
@@ -425,6 +434,14 @@ class MPIComm(Communicator):
         self._control = self._comm.Dup()  # barriers and scalars never match a data collective
         super().__init__(self._comm.Get_rank(), self._comm.Get_size(), timeout)
         self._requests: list[Any] = []
+
+    def local_size(self) -> int:
+        """How many ranks run on this machine (a collective of the ranks)."""
+        shared = self._comm.Split_type(self._MPI.COMM_TYPE_SHARED)
+        try:
+            return shared.Get_size()
+        finally:
+            shared.Free()
 
     # Host staging: identity on NumPy, a device↔host copy on CuPy.
     @staticmethod

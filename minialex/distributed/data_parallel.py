@@ -257,7 +257,10 @@ class DataParallel:
     # -- checks ----------------------------------------------------------------------------------------------------
     def check_in_sync(self) -> None:
         """Raise :class:`DistributedError` on every rank unless every rank holds bit-identical parameters."""
-        sums = {name: zlib.crc32(np.ascontiguousarray(backend.to_numpy(v)).view(np.uint8)) for name, v in self.model.params.items()}
+        sums = {
+            name: zlib.crc32(np.ascontiguousarray(backend.to_numpy(v)).view(np.uint8))
+            for name, v in self.model.params.items()
+        }
         everyone = self.comm.allgather_json(sums, "check_in_sync")
         for rank, other in enumerate(everyone):
             differ = [name for name in sums if other.get(name) != everyone[0].get(name)]

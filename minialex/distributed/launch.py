@@ -161,8 +161,8 @@ def init(
     mode : ``"data"`` or ``"model"``
     batch_size : the global batch, checked against the rank count (data parallelism); None skips the check
     timeout : seconds a collective may wait for the other ranks (default ``MINIALEX_COLLECTIVE_TIMEOUT`` or 300)
-    device_comm : ``"auto"`` (NCCL when the backend is CuPy and NCCL is available, MPI otherwise), ``"mpi"``
-        or ``"nccl"``
+    device_comm : ``"auto"`` (NCCL when the backend is CuPy, NCCL is available and every rank has a GPU of its
+        own; MPI otherwise, staging device buffers through the host), ``"mpi"`` or ``"nccl"``
     fail_fast : install the excepthooks and the exit check described in the module docstring
     """
     validate.choice(device_comm, "device_comm", ("auto", "mpi", "nccl"))
@@ -176,10 +176,14 @@ def init(
             f"against another MPI than the mpiexec that started this program; use the mpiexec of that MPI"
         )
     comm: Communicator = mpi
-    if device_comm == "nccl" or (device_comm == "auto" and backend.on_gpu):
+    if device_comm == "nccl" and not backend.on_gpu:
+        raise ConfigError("device_comm='nccl' needs the CuPy backend (MINIALEX_BACKEND=cupy): NCCL moves GPU buffers")
+    if backend.on_gpu and device_comm != "mpi":
         from minialex.distributed import nccl
 
-        if device_comm == "nccl" or nccl.available():
+        # NCCL wants a GPU of its own per rank; decided together, so that every rank picks the same engine.
+        usable = nccl.available() and nccl.device_count() >= mpi.local_size()
+        if device_comm == "nccl" or not mpi.any(not usable, "NCCL usable on every rank"):
             comm = nccl.NCCLComm(mpi, local_rank=info.local_rank)
     if fail_fast:
         install_fault_handlers(comm)

@@ -14,8 +14,10 @@ The data flow of ``alexnet("paper")`` at batch N (rank 0 left, rank 1 right; sha
     pool5 (N,128,6,6) → flatten (N,4608)                        pool5 (N,128,6,6) → flatten (N,4608)
     ═══════════ allgather (N,4608) → (N,9216) ═══════════
     fc6  neurons 0..2047 → relu6 → drop6                        fc6  neurons 2048..4095 → relu6 → drop6
-    ═══════════ allgather (N,2048) → (N,4096) ═══════════  (the same into fc8)
-    fc7  neurons 0..2047 ...                                    fc8  neurons 500..999
+    ═══════════ allgather (N,2048) → (N,4096) ═══════════
+    fc7  neurons 0..2047 → relu7 → drop7                        fc7  neurons 2048..4095 → relu7 → drop7
+    ═══════════ allgather (N,2048) → (N,4096) ═══════════
+    fc8  neurons 0..499                                         fc8  neurons 500..999
     ═══════════ allgather of the logits (N,500) → (N,1000) ═══════════
     softmax cross-entropy: the same loss, and the same dL/dlogits, on both ranks
 
@@ -278,7 +280,7 @@ class ModelParallel(Sequential):
     # -- the protocol ----------------------------------------------------------------------------------------
     def forward(self, x: Array) -> Array:
         """Logits (N, classes) on every rank, for the batch ``x`` (N, *input_shape) given to every rank."""
-        if getattr(x, "ndim", None) != 4 or tuple(x.shape[1:]) != self.input_shape:
+        if getattr(x, "ndim", None) != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
             raise LayerInputError(
                 f"{self.name}: expected images of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(getattr(x, 'shape', ()))}"
@@ -314,7 +316,9 @@ class ModelParallel(Sequential):
 
     def scatter(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
         """Full tensors (name → array) → this rank's slices, as host arrays (no communication)."""
-        return {name: np.array(_rows(np.asarray(value), self.comm.rank, self.comm.size)) for name, value in tensors.items()}
+        return {
+            name: np.array(_rows(np.asarray(value), self.comm.rank, self.comm.size)) for name, value in tensors.items()
+        }
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The full model's parameters, gathered on every rank (the single-process model's names and shapes)."""

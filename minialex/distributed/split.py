@@ -47,6 +47,7 @@ from minialex.models.summary import output_shape_and_macs
 
 FULL, SPLIT = "full", "split"
 LRN_MODES = ("exact", "per-column")
+SUPPORTED = (Conv2d, Linear, LocalResponseNorm, ReLU, MaxPool2d, Dropout, Flatten)
 Shape = tuple[int, ...]
 
 
@@ -176,12 +177,17 @@ def plan_split(model: Sequential, size: int, input_shape: Shape | None = None, l
     size = validate.integer(size, "model parallelism: the number of ranks", low=2)
     validate.choice(lrn, "lrn", LRN_MODES)
     shape = tuple(input_shape if input_shape is not None else getattr(model, "input_shape", ()))
-    if len(shape) != 3:
-        raise ConfigError(f"model parallelism: give the input shape (C, H, W) of {type(model).__name__}, got {shape}")
+    if not shape:
+        raise ConfigError(f"model parallelism: give the input shape, e.g. (C, H, W), of {type(model).__name__}")
     if not isinstance(model, Sequential):
         raise ConfigError(f"model parallelism splits a Sequential, got a {type(model).__name__}")
     first_shape, layout, layers = tuple(int(s) for s in shape), FULL, []
     for name, layer in model.children.items():
+        if not isinstance(layer, SUPPORTED):
+            raise ConfigError(
+                f"model parallelism: no split rule for layer {name!r} ({type(layer).__name__}); supported: "
+                f"{', '.join(t.__name__ for t in SUPPORTED)}"
+            )
         out_shape, _ = output_shape_and_macs(name, layer, shape)
         layers.append(_plan_layer(name, layer, layout, shape, out_shape, size, lrn))
         layout, shape = layers[-1].output_layout, out_shape
@@ -227,9 +233,4 @@ def _plan_layer(name: str, layer: Any, layout: str, shape: Shape, out_shape: Sha
                 f"{block[0]} channels; use fewer ranks or wider layers"
             )
         return row("halo", SPLIT, Exchange(name, "halo", block, halo))
-    if isinstance(layer, (ReLU, MaxPool2d, Dropout, Flatten, LocalResponseNorm)):
-        return row("per channel" if layout == SPLIT else "replicated", layout)
-    raise ConfigError(
-        f"model parallelism: no split rule for layer {name!r} ({kind}); supported: Conv2d, Linear, "
-        "LocalResponseNorm, ReLU, MaxPool2d, Dropout, Flatten"
-    )
+    return row("per channel" if layout == SPLIT else "replicated", layout)  # ReLU, MaxPool2d, Dropout, Flatten
