@@ -53,19 +53,26 @@ def batch(model: Any, n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, model.num_classes, n)
 
 
-def train_steps(model: Any, x: np.ndarray, y: np.ndarray, steps: int, full: Any = None) -> dict[str, np.ndarray]:
+def train_steps(
+    model: Any, x: np.ndarray, y: np.ndarray, steps: int, full: Any = None, traffic: list | None = None
+) -> dict[str, np.ndarray]:
     """``steps`` SGD steps on one batch; records step 1's logits, loss, image gradient and every gradient, and
     the final weights and velocities. ``full`` turns a dict of this model's tensors into full ones (a
-    ModelParallel's ``gather``; the identity by default)."""
+    ModelParallel's ``gather``; the identity by default). ``traffic`` (a split model only) receives, per step,
+    the bytes sent per operation by its forward and backward pass (step 1 computes the image gradient too)."""
     full = full or (lambda tensors: {k: np.array(backend.to_numpy(v)) for k, v in tensors.items()})
     loss_fn = SoftmaxCrossEntropy()
     opt = SGD(model, lr=LR, momentum=0.9, weight_decay=5e-4)
     xd, yd = backend.asarray(x), backend.asarray(y)
     out: dict[str, np.ndarray] = {}
     for step in range(steps):
+        if traffic is not None:
+            model.comm.stats.reset()
         logits = model.forward(xd)
         loss = loss_fn(logits, yd)
         dx = model.backward(loss_fn.backward(), need_input_grad=step == 0)
+        if traffic is not None:
+            traffic.append({op: s.bytes_sent for op, s in model.comm.stats.ops.items()})
         if step == 0:
             out["logits"], out["loss"], out["dx"] = (
                 backend.to_numpy(logits),
