@@ -284,12 +284,18 @@ def test_rank_seeds_differ_and_rank_zero_keeps_the_seed():
     assert seeds == [distributed.rank_seed(42, r) for r in range(8)]
 
 
-def test_an_empty_shard_contributes_zero_gradients():
+def _two_images() -> tuple:
+    """The mini model, 2 images, and the loss's dL/dlogits after a forward pass (its shard mean)."""
     model = cases.build("mini", np.float64, dropout=False)
     x, y = cases.batch(model, 2)
     loss = SoftmaxCrossEntropy()
     loss(model.forward(dev(x)), dev(y))
-    model.backward(loss.backward(), need_input_grad=False)
+    return model, loss.backward()
+
+
+def test_an_empty_shard_contributes_zero_gradients():
+    model, dy = _two_images()
+    model.backward(dy, need_input_grad=False)
     assert any(float(np.abs(host(g)).max()) > 0 for g in model.grads.values())
     dp = distributed.DataParallel(model, LocalComm())
     assert dp.backward(None, 0, 4) is None
@@ -300,15 +306,10 @@ def test_an_empty_shard_contributes_zero_gradients():
 
 def test_a_shard_counts_for_its_share_of_the_batch():
     """The gradient of a shard of 2 images out of a batch of 8 is 2/8 of the shard-mean gradient."""
-    model = cases.build("mini", np.float64, dropout=False)
-    x, y = cases.batch(model, 2)
-    loss = SoftmaxCrossEntropy()
-    loss(model.forward(dev(x)), dev(y))
-    model.backward(loss.backward(), need_input_grad=False)
+    model, dy = _two_images()
+    model.backward(dy, need_input_grad=False)
     shard_mean = {k: host(v).copy() for k, v in model.grads.items()}
-    dp = distributed.DataParallel(model, LocalComm())
-    loss(model.forward(dev(x)), dev(y))
-    dp.backward(loss.backward(), 2, 8)
+    distributed.DataParallel(model, LocalComm()).backward(dy, 2, 8)
     for name, grad in model.grads.items():
         assert rel_diff(grad, shard_mean[name] * 0.25) < 1e-15, name
 

@@ -252,10 +252,14 @@ class ModelParallel(Sequential):
     model : a flat Sequential (an :class:`~minialex.models.AlexNet`), the same on every rank (same seed)
     comm : the communicator (``comm.size`` ranks; the paper's split is 2)
     lrn : ``"exact"`` (halo exchange: the same network as ``model``) or ``"per-column"`` (the paper's)
+    input_shape : the shape of one input, e.g. (C, H, W); default ``model.input_shape`` (an AlexNet has one)
     """
 
-    def __init__(self, model: Sequential, comm: Communicator, *, lrn: str = "exact") -> None:
-        self.plan: SplitPlan = plan_split(model, comm.size, getattr(model, "input_shape", None), lrn)
+    def __init__(
+        self, model: Sequential, comm: Communicator, *, lrn: str = "exact", input_shape: tuple[int, ...] | None = None
+    ) -> None:
+        shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+        self.plan: SplitPlan = plan_split(model, comm.size, shape, lrn)
         self.comm = comm
         children: list[tuple[str, Layer]] = []
         for step in self.plan.layers:
