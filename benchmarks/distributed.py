@@ -10,8 +10,8 @@ It runs, in rounds (A B C D A B C D ...: the machine is shared and drifts), one 
 
 * ``single``: the plain model, 1 rank with 2 BLAS threads and ``MINIALEX_THREADS=2`` (minialex as usual);
 * ``data``: ``mpiexec -n 2``, each rank 1 thread, :class:`~minialex.distributed.DataParallel` (half the batch
-  each, gradients allreduced in buckets overlapped with backward) — and ``data-sync``, the same with
-  ``overlap=False`` (every bucket after backward);
+  each, the gradients allreduced in buckets after backward: the default on MPI) — and ``data-overlap``, the same
+  with ``overlap=True`` (each bucket started during backward);
 * ``model``: ``mpiexec -n 2``, each rank 1 thread, :class:`~minialex.distributed.ModelParallel` (the paper's
   split: the whole batch on each rank, half of every layer).
 
@@ -44,7 +44,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-MODES = ("single", "data", "data-sync", "model")
+MODES = ("single", "data", "data-overlap", "model")
 
 
 def _peak_rss_mb() -> float:
@@ -81,8 +81,8 @@ def worker(mode: str, variant: str, batch: int, steps: int, out: str) -> None:
     if mode == "model":
         model = distributed.ModelParallel(model, comm)
         plan_bytes = model.plan.bytes_per_step(batch, 4, comm.rank)
-    elif mode in ("data", "data-sync"):
-        dp = distributed.DataParallel(model, comm, overlap=mode == "data")
+    elif mode in ("data", "data-overlap"):
+        dp = distributed.DataParallel(model, comm, overlap=mode == "data-overlap")
         dp.broadcast_parameters()
         plan_bytes = dp.bytes_per_step
     else:
@@ -169,6 +169,17 @@ def summarise(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     }
 
 
+def run_rounds(plan: list[tuple[str, int]], rounds: int, steps: int) -> list[dict[str, Any]]:
+    """Every (model, batch) of ``plan`` in every mode, ``rounds`` times, alternating; the summaries per configuration."""
+    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for round_index in range(rounds):
+        for variant, batch in plan:
+            for mode in MODES:
+                print(f"round {round_index + 1}/{rounds}: {variant} batch {batch} {mode}", flush=True)
+                runs.setdefault((variant, batch, mode), []).append(run_one(mode, variant, batch, steps, 900))
+    return [{"model": v, "batch": b, "mode": m, "summary": summarise(rs, b)} for (v, b, m), rs in runs.items()]
+
+
 def report(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     lines = [
         "# Distributed training on one machine: 1 rank × 2 threads vs 2 ranks × 1 thread",
@@ -224,23 +235,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
-    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
-    for round_index in range(rounds):
-        for variant, batch in plan:
-            for mode in MODES:
-                print(f"round {round_index + 1}/{rounds}: {variant} batch {batch} {mode}", flush=True)
-                runs.setdefault((variant, batch, mode), []).append(run_one(mode, variant, batch, steps, 900))
-    results = [
-        {"model": v, "batch": b, "mode": m, "summary": summarise(rs, b)} for (v, b, m), rs in runs.items()
-    ]
-    from mpi4py import MPI  # only for the library's name in the report
+    results = run_rounds(plan, rounds, steps)
+    version = subprocess.run([_mpiexec()[0], "--version"], capture_output=True, text=True, timeout=60)
 
     info = {
         "args": " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started,
         "cpu": machine.cpu_model(),
-        "mpi": MPI.Get_library_version().splitlines()[0].split(",")[0],
+        "mpi": (version.stdout.strip().splitlines() or ["mpiexec (unknown)"])[0],
         "load": load,
     }
     text = report(results, info)

@@ -12,6 +12,8 @@ order at the exchanges; measured ~1e-15), float32 to 1e-4 (issue 13's "float32 r
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +187,17 @@ def test_a_healthy_run_of_the_same_script_finishes(tmp_path):
     run = _run("faults.py", ["none", "30"], tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     assert run.output.count("all steps done, buf[0] = 64") == 2  # 6 allreduces of ones over 2 ranks: 2⁶
+
+
+def test_the_distributed_benchmark_runs_every_mode():
+    """benchmarks/distributed.py on a tiny configuration: every mode runs, and counts what the shapes predict."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import distributed as bench
+
+    results = bench.run_rounds([("mini", 8)], rounds=1, steps=1)
+    assert [r["mode"] for r in results] == list(bench.MODES)
+    for r in results:
+        s = r["summary"]
+        assert s["step_s"] > 0 and s["peak_rss_mb"] > 0
+        assert s["bytes_per_rank"] == s["plan_bytes_per_rank"], r["mode"]
+    assert "| mini | 8 | model | 2 × 1 |" in bench.report(results, {"args": "", "date": "", "seconds": 0, "cpu": "", "mpi": "", "load": []})

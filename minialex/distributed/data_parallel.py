@@ -25,8 +25,11 @@ ones; a tensor larger than a bucket (fc6's 151 MB weight) is reduced in place, w
 
 Overlap. With ``overlap=True`` each bucket's allreduce is started (non-blocking) as soon as backward has
 produced it, and backward goes on with the layers below. On NCCL the reduction runs on its own CUDA stream,
-concurrently with the backward kernels; on MPI over host memory the ranks' CPUs do the copying and summing
-themselves, so the overlap is bounded by spare cores (measured in ``docs/distributed.md``).
+concurrently with the backward kernels: that is where overlap pays, and it is the default there
+(``overlap=None``). On MPI over host memory the CPUs that compute are the ones that copy and add, and Open MPI
+advances a non-blocking collective only inside MPI calls (the backward pass polls it between layers): measured
+on 2 cores, the overlapped step was slower than the plain one (``docs/distributed.md``), so the default there
+is to reduce every bucket after backward.
 
 Randomness. The weights come from rank 0; the data order is shared. Dropout and augmentation draw from each
 rank's own generator: :func:`rank_seed` gives rank r a seed of its own (rank 0 keeps the run's seed), so that
@@ -87,7 +90,8 @@ class DataParallel:
     model : the model (a :class:`~minialex.layers.Sequential`, or anything with params/grads/backward)
     comm : the communicator
     bucket_bytes : target size of one allreduce
-    overlap : start each bucket's allreduce during backward (True) or all of them after it (False)
+    overlap : start each bucket's allreduce during backward (True) or all of them after it (False); None (the
+        default): True on NCCL, False on MPI (see the module docstring)
 
     Typical step (see the module docstring)::
 
@@ -98,11 +102,16 @@ class DataParallel:
     """
 
     def __init__(
-        self, model: Any, comm: Communicator, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES, overlap: bool = True
+        self,
+        model: Any,
+        comm: Communicator,
+        *,
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+        overlap: bool | None = None,
     ) -> None:
         self.model, self.comm = model, comm
         self.bucket_bytes = validate.integer(bucket_bytes, "bucket_bytes", low=1)
-        self.overlap = validate.flag(overlap, "overlap")
+        self.overlap = comm.engine == "nccl" if overlap is None else validate.flag(overlap, "overlap")
         self._slots = self._parameter_slots(model)
         self.buckets = self._make_buckets()
 
