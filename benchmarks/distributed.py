@@ -5,6 +5,7 @@ The command (from the repository root, with ``pip install -e ".[mpi]"``)::
     python -m benchmarks.distributed            # mini at batch 128, paper at batch 32; ~10 min on 2 idle cores
     python -m benchmarks.distributed --quick    # mini at 128, paper at 16, fewer rounds
     python -m benchmarks.distributed --tiny     # seconds: a smoke run of every mode
+    python -m benchmarks.distributed --agreement   # only: 2 ranks vs 1 process after one epoch of mnist5k
 
 It runs, in rounds (A B C D A B C D ...: the machine is shared and drifts), one process per configuration:
 
@@ -20,7 +21,8 @@ backward, SGD); a step's *communication* time is the time its rank spent inside 
 (``comm.stats``: for overlapped buckets, only the waiting), its *computation* the rest. Reported per
 configuration: medians over rounds of the per-process median step, images/s, communication and computation
 seconds, the bytes each rank sent per step (counted, and as computed from the shapes), and peak RSS per rank
-(VmHWM). It writes ``benchmarks/results/distributed-<machine>.{md,json}``.
+(VmHWM). Then one epoch of ``mini`` on mnist5k, 2 ranks against 1 process, float32 and float64: the worst
+relative difference of the weights. It writes ``benchmarks/results/distributed.{md,json}``.
 
 A single measurement (what the rounds run)::
 
@@ -45,6 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODES = ("single", "data", "data-overlap", "model")
+EPOCH_BATCH = 64
 
 
 def _peak_rss_mb() -> float:
@@ -124,6 +127,58 @@ def worker(mode: str, variant: str, batch: int, steps: int, out: str) -> None:
         comm.close()
 
 
+def epoch_worker(dtype: str, out: str) -> None:
+    """One epoch of ``mini`` on mnist5k's training split (batch 64, no augmentation, dropout off): its weights."""
+    import minialex
+    from minialex import backend, distributed
+    from minialex.data import load_dataset
+    from minialex.data.pipeline import InputPipeline
+    from minialex.layers import SoftmaxCrossEntropy
+    from minialex.models import alexnet
+    from minialex.optim import SGD
+
+    launched = distributed.launch_info() is not None
+    comm = distributed.init("data", EPOCH_BATCH) if launched else distributed.local_comm()
+    data = load_dataset("mnist5k")
+    minialex.seed(0)
+    model = alexnet("mini", dtype=np.dtype(dtype).type)
+    model["drop4"].p = 0.0
+    dp = distributed.DataParallel(model, comm)
+    dp.broadcast_parameters()
+    pipeline = InputPipeline("mnist5k", data.train_images.shape[1:], model.input_shape, data.mean, data.std, False, dtype)
+    loss_fn, opt = SoftmaxCrossEntropy(), SGD(model, lr=0.01)
+    order = np.random.default_rng([0, 1]).permutation(len(data.train_labels))
+    for start in range(0, len(order), EPOCH_BATCH):
+        idx = order[start : start + EPOCH_BATCH]
+        mine = dp.shard(idx)
+        loss_fn(model.forward(pipeline.train(data.train_images[mine])), backend.asarray(data.train_labels[mine]))
+        dp.backward(loss_fn.backward(), len(mine), len(idx))
+        opt.step()
+    if comm.is_root:
+        np.savez(out, **model.state_dict())
+    if comm.size > 1:
+        comm.close()
+
+
+def agreement(timeout: float = 1800) -> list[dict[str, Any]]:
+    """2 ranks against 1 process after one epoch, float32 and float64: the worst relative weight difference."""
+    rows = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])))
+    for dtype in ("float32", "float64"):
+        with tempfile.TemporaryDirectory() as tmp:
+            outs = {}
+            for ranks in (1, 2):
+                outs[ranks] = Path(tmp) / f"{ranks}.npz"
+                args = [sys.executable, "-m", "benchmarks.distributed", "--epoch-worker", dtype, "--out", str(outs[ranks])]
+                cmd = args if ranks == 1 else [*_mpiexec(), "-n", "2", *args]
+                subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=timeout, capture_output=True)
+            with np.load(outs[1], allow_pickle=False) as one, np.load(outs[2], allow_pickle=False) as two:
+                worst = max(float(np.abs(two[k] - one[k]).max() / np.abs(one[k]).max()) for k in one.files)
+        rows.append({"dtype": dtype, "worst_relative_difference": worst})
+        print(f"one epoch, {dtype}: 2 ranks vs 1 process, worst relative weight difference {worst:.2e}", flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The rounds
 
@@ -180,7 +235,7 @@ def run_rounds(plan: list[tuple[str, int]], rounds: int, steps: int) -> list[dic
     return [{"model": v, "batch": b, "mode": m, "summary": summarise(rs, b)} for (v, b, m), rs in runs.items()]
 
 
-def report(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
+def report(results: list[dict[str, Any]], info: dict[str, Any], agreed: list[dict[str, Any]] = ()) -> str:
     lines = [
         "# Distributed training on one machine: 1 rank × 2 threads vs 2 ranks × 1 thread",
         "",
@@ -205,12 +260,18 @@ def report(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
         "each process's median step; communication = time rank 0 spent in the communicator's calls (for "
         "overlapped buckets only the waiting), computation = the rest of the step.",
     ]
+    if agreed:
+        lines += ["", f"One epoch of `mini` on mnist5k (batch {EPOCH_BATCH}, no augmentation, dropout off), 2 ranks "
+                  "(DataParallel) against 1 process: worst relative weight difference "
+                  + ", ".join(f"{a['worst_relative_difference']:.1e} in {a['dtype']}" for a in agreed) + "."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help="run one measurement (under mpiexec for data/model)")
+    parser.add_argument("--epoch-worker", default=None, help="(internal) one epoch of mini in this dtype")
+    parser.add_argument("--agreement", action="store_true", help="only the one-epoch agreement check")
     parser.add_argument("--mode", choices=MODES, default="single")
     parser.add_argument("--model", default="mini")
     parser.add_argument("--batch", type=int, default=32)
@@ -224,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.mode, args.model, args.batch, args.steps, args.out)
         return 0
+    if args.epoch_worker:
+        epoch_worker(args.epoch_worker, args.out)
+        return 0
+    if args.agreement:
+        agreement()
+        return 0
 
     if args.tiny:
         plan, rounds, steps = [("mini", 8)], args.rounds or 1, 1
@@ -236,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
     results = run_rounds(plan, rounds, steps)
+    agreed = [] if args.tiny else agreement()
     version = subprocess.run([_mpiexec()[0], "--version"], capture_output=True, text=True, timeout=60)
 
     info = {
@@ -246,14 +314,15 @@ def main(argv: list[str] | None = None) -> int:
         "mpi": (version.stdout.strip().splitlines() or ["mpiexec (unknown)"])[0],
         "load": load,
     }
-    text = report(results, info)
+    text = report(results, info, agreed)
     print(text)
     if not args.tiny:
         out = Path(args.results)
         out.mkdir(parents=True, exist_ok=True)
         name = "distributed-quick" if args.quick else "distributed"
         (out / f"{name}.md").write_text(text, encoding="utf-8")
-        (out / f"{name}.json").write_text(json.dumps({"info": info, "results": results}, indent=1), encoding="utf-8")
+        record = {"info": info, "results": results, "agreement": agreed}
+        (out / f"{name}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return 0
 
 

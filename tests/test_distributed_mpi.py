@@ -172,6 +172,7 @@ def test_every_collective_gives_the_exact_values_over_nccl(tmp_path):
         ("die", "rank 1"),  # mpiexec's own report: "process rank 1 with PID ... exited on signal 9"
         ("hang", "rank 0 of 2: allreduce (step 3) has waited"),
         ("leave", "has waited"),
+        ("split-seeds", "failed: DistributedError: ranks disagree on the full model's weights (seed every rank alike)"),
     ],
 )
 def test_a_failing_rank_stops_every_rank_within_seconds(mode, says, tmp_path):

@@ -3,8 +3,9 @@
 =======================  ====================================================================================
 module                   what it holds
 =======================  ====================================================================================
-:mod:`.comm`             the :class:`Communicator` (MPI over host buffers, one process), traffic counters,
-                         the collective timeout
+:mod:`.comm`             the :class:`Communicator` interface, traffic counters, the collective timeout,
+                         the one-process engine
+:mod:`.mpi`              the MPI engine (mpi4py; host buffers)
 :mod:`.nccl`             the same communicator over NCCL for CuPy device buffers (MPI bootstraps it)
 :mod:`.launch`           the checks made before any work, :func:`init`, failing fast (:func:`guard`)
 :mod:`.split`            how a model is cut into columns, and what each exchange costs (from shapes alone)
@@ -30,7 +31,6 @@ from minialex.distributed.comm import (
     Communicator,
     DistributedError,
     LocalComm,
-    MPIComm,
     Pending,
 )
 from minialex.distributed.data_parallel import DEFAULT_BUCKET_BYTES, DataParallel, rank_seed, shard_bounds
@@ -49,6 +49,7 @@ from minialex.distributed.launch import (
     require_mpi4py,
 )
 from minialex.distributed.model_parallel import ModelParallel
+from minialex.distributed.mpi import MPIComm
 from minialex.distributed.split import LRN_MODES, SplitPlan, plan_split
 
 __all__ = [

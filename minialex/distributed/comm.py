@@ -12,10 +12,10 @@ Both parallel modes talk only through a :class:`Communicator`::
     comm.allreduce_scalars(values)             host float64 sums (losses, counts, flags)
     comm.barrier(), comm.abort(message), comm.close()
 
-Engines (``comm.engine``): :class:`LocalComm` (one process: every collective is the identity),
-:class:`MPIComm` (mpi4py; NumPy arrays go straight into MPI, CuPy arrays are staged through the host) and
-``NCCLComm`` (:mod:`minialex.distributed.nccl`: CuPy device buffers, MPI only to bootstrap). The model code
-does not know which one it has.
+Engines (``comm.engine``): :class:`LocalComm` (here: one process, every collective is the identity),
+``MPIComm`` (:mod:`minialex.distributed.mpi`: mpi4py; NumPy arrays go straight into MPI, CuPy arrays are staged
+through the host) and ``NCCLComm`` (:mod:`minialex.distributed.nccl`: CuPy device buffers, MPI only to
+bootstrap). The model code does not know which one it has.
 
 Traffic accounting. ``comm.stats`` counts, per operation, the calls, the seconds spent waiting in them and
 the bytes *this rank sends* under the bandwidth-optimal algorithm for P ranks (what a ring sends; MPI may pick
@@ -39,9 +39,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -290,8 +290,8 @@ class Communicator:
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
             raise DistributedError(
-                f"{what} differs between ranks: rank 0 has {_brief(values[0])} but rank {differ[0]} has "
-                f"{_brief(values[differ[0]])}; every rank must be started with the same arguments"
+                f"ranks disagree on {what}: rank 0 has {_brief(values[0])} but rank {differ[0]} has "
+                f"{_brief(values[differ[0]])}"
             )
 
     def barrier(self, what: str = "barrier") -> None:
@@ -361,6 +361,18 @@ class Communicator:
         os._exit(code)
 
 
+def fingerprint(tensors: dict[str, Array]) -> dict[str, list]:
+    """name → [shape, dtype, CRC-32 of the bytes], to compare tensors across ranks without sending them.
+
+    Identical tensors give equal fingerprints; different ones differ but for a CRC collision (1 in 2³²).
+    """
+    out = {}
+    for name, value in tensors.items():
+        host = np.ascontiguousarray(backend.to_numpy(value))
+        out[name] = [list(host.shape), host.dtype.name, zlib.crc32(host.view(np.uint8))]
+    return out
+
+
 def _check_contiguous(buf: Array, what: str) -> None:
     if not isinstance(buf, xp.ndarray) or not buf.flags.c_contiguous:
         kind = f"{type(buf).__module__}.{type(buf).__name__}"
@@ -414,106 +426,3 @@ class LocalComm(Communicator):
 
     def _barrier(self) -> None:
         pass
-
-
-# ---------------------------------------------------------------------------------------------------------
-# MPI
-
-
-class MPIComm(Communicator):
-    """mpi4py over ``MPI.COMM_WORLD`` (or ``mpi_comm``). NumPy buffers are passed to MPI as they are; CuPy
-    buffers are copied to the host and back (use :class:`~minialex.distributed.nccl.NCCLComm` on GPUs)."""
-
-    engine = "mpi"
-
-    def __init__(self, mpi_comm: Any = None, timeout: float | None = None) -> None:
-        from mpi4py import MPI
-
-        self._MPI = MPI
-        self._comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
-        self._control = self._comm.Dup()  # barriers and scalars never match a data collective
-        super().__init__(self._comm.Get_rank(), self._comm.Get_size(), timeout)
-        self._requests: list[Any] = []
-
-    def local_size(self) -> int:
-        """How many ranks run on this machine (a collective of the ranks)."""
-        shared = self._comm.Split_type(self._MPI.COMM_TYPE_SHARED)
-        try:
-            return shared.Get_size()
-        finally:
-            shared.Free()
-
-    # Host staging: identity on NumPy, a device↔host copy on CuPy.
-    @staticmethod
-    def _host(a: Array) -> np.ndarray:
-        return a if not backend.on_gpu else backend.to_numpy(a)
-
-    @staticmethod
-    def _back(host: np.ndarray, target: Array) -> None:
-        if backend.on_gpu:
-            target[...] = xp.asarray(host)
-
-    def _allreduce(self, buf: Array) -> None:
-        host = self._host(buf)
-        self._comm.Allreduce(self._MPI.IN_PLACE, host, op=self._MPI.SUM)
-        self._back(host, buf)
-
-    def _iallreduce(self, buf: Array) -> Any:
-        if backend.on_gpu:  # staged buffers: no overlap to be had, finish now
-            self._allreduce(buf)
-            return lambda: None
-        request = self._comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-        self._requests.append(request)
-
-        def finish() -> None:
-            request.Wait()
-            self._requests.remove(request)
-
-        return finish
-
-    def progress(self) -> None:
-        if self._requests:
-            self._MPI.Request.Testall(self._requests)
-
-    def _allgather(self, x: Array, out: Array) -> None:
-        host = self._host(out)
-        self._comm.Allgather(self._host(x), host)
-        self._back(host, out)
-
-    def _reduce_scatter(self, full: Array, out: Array) -> None:
-        host = self._host(out)
-        self._comm.Reduce_scatter_block(self._host(full), host, op=self._MPI.SUM)
-        self._back(host, out)
-
-    def _sendrecv(self, x: Array | None, dest: int | None, out: Array | None, source: int | None) -> None:
-        MPI = self._MPI
-        send = self._host(x) if x is not None else np.empty(0, np.uint8)
-        recv = self._host(out) if out is not None else np.empty(0, np.uint8)
-        self._comm.Sendrecv(
-            send, MPI.PROC_NULL if dest is None else dest, 7, recv, MPI.PROC_NULL if source is None else source, 7
-        )
-        if out is not None:
-            self._back(recv, out)
-
-    def _broadcast(self, buf: Array, root: int) -> None:
-        host = self._host(buf)
-        self._comm.Bcast(host, root=root)
-        self._back(host, buf)
-
-    def _control_allreduce(self, buf: np.ndarray) -> None:
-        self._control.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-
-    def _control_allgather_bytes(self, data: np.ndarray) -> list[np.ndarray]:
-        sizes = np.zeros(self.size, dtype=np.int64)
-        self._control.Allgather(np.array([data.size], dtype=np.int64), sizes)
-        out = np.empty(int(sizes.sum()), dtype=np.uint8)
-        self._control.Allgatherv(data, (out, sizes))
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
-        return [out[bounds[r] : bounds[r + 1]] for r in range(self.size)]
-
-    def _barrier(self) -> None:
-        self._control.Barrier()
-
-    def _abort(self, code: int) -> None:
-        sys.stderr.flush()
-        self._comm.Abort(code)

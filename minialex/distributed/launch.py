@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from minialex import backend, validate
-from minialex.distributed.comm import Communicator, LocalComm, MPIComm
+from minialex.distributed.comm import Communicator, LocalComm
+from minialex.distributed.mpi import MPIComm
 from minialex.errors import ConfigError
 
 MODES = ("data", "model")

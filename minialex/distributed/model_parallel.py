@@ -53,7 +53,7 @@ import numpy as np
 
 from minialex import backend
 from minialex.backend import xp
-from minialex.distributed.comm import Communicator
+from minialex.distributed.comm import Communicator, fingerprint
 from minialex.distributed.split import FULL, SplitPlan, plan_split
 from minialex.errors import CheckpointError, LayerInputError, mismatch_report, shape_mismatches
 from minialex.layers import Conv2d, Dropout, Layer, Linear, LocalResponseNorm, MaxPool2d, Sequential
@@ -260,6 +260,9 @@ class ModelParallel(Sequential):
     ) -> None:
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
         self.plan: SplitPlan = plan_split(model, comm.size, shape, lrn)
+        # Every rank slices its own copy, and dropout draws the same masks everywhere: both need the same start.
+        comm.check_same(fingerprint(model.state()), "the full model's weights (seed every rank alike)")
+        comm.check_same(backend.get_rng_state(), "the random generator's state (seed every rank alike)")
         self.comm = comm
         children: list[tuple[str, Layer]] = []
         for step in self.plan.layers:

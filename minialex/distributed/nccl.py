@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from minialex.distributed.comm import Communicator, DistributedError, MPIComm
+from minialex.distributed.comm import Communicator, DistributedError
+from minialex.distributed.mpi import MPIComm
 
 Array = Any
 

@@ -1,6 +1,9 @@
 """2 ranks: rank 1 fails in one way while rank 0 waits for it in a collective, for test_distributed_mpi.py.
 
-Usage: faults.py MODE TIMEOUT     MODE: raise, die, hang, leave, guard-raise, guard-exit, none
+Usage: faults.py MODE TIMEOUT     MODE: raise, die, hang, leave, guard-raise, guard-exit, split-seeds, none
+
+``split-seeds`` is a mistake, not a fault: the ranks build the model from different seeds, and the split refuses
+(before any step) on every rank.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ if __name__ == "__main__":
     cases.start_rank()
     mode, timeout = sys.argv[1], float(sys.argv[2])
     comm = distributed.init("data", timeout=timeout)
+    if mode == "split-seeds":
+        distributed.ModelParallel(cases.build("mini", seed=comm.rank), comm)
     buf = np.ones(1000)
     for step in range(6):
         if comm.rank == 1 and step == 3:
