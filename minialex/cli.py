@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     arg("--resume", metavar="CHECKPOINT", default=None, help="continue the run saved in CHECKPOINT (last.safetensors)")
     arg("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     arg("--dtype", choices=CHOICES["dtype"], default=None, help=argparse.SUPPRESS)
+    arg(
+        "--mean",
+        choices=CHOICES["mean"],
+        default=None,
+        help="photo folders: subtract the training images' mean 'image' pixel by pixel (the paper) or their "
+        f"per-'channel' mean (default {defaults.mean})",
+    )
     for split in ("train", "val", "test"):  # quick tests: a seeded subset of each split
         numeric(f"limit_{split}", "", hidden=True)
     train.set_defaults(func=_train)

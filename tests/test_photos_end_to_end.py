@@ -187,6 +187,22 @@ def test_mini_on_photos_trains_evaluates_with_ten_crops_and_names_classes(folder
     assert status == 2 and "--invert is for digit checkpoints" in err
 
 
+def test_the_per_channel_mean_is_an_option(folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    status, out, err = run_cli(
+        capsys, "train", "--model", "mini", "--dataset", folder, "--mean", "channel", "--epochs", 1,
+        "--batch-size", 4, "--out-dir", run, "--no-progress",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "minus the channel means" in out and "minus the mean image" not in out
+    ckpt = checkpoint.load_checkpoint(run / "last.safetensors")
+    assert ckpt.metadata["dataset"]["mean_image"] is False and ckpt.data == {}
+    trained = load_trained(run / "last.safetensors")
+    assert trained.pipeline.mean_image is None and trained.image_rule == "paper"
+    status, out, err = run_cli(capsys, "predict", run / "last.safetensors", photo("rocket.jpg"))
+    assert status == 0 and "1. " in out, err
+
+
 def test_evaluate_finds_a_moved_folder_with_dataset(folder, tmp_path, capsys):
     moved = tmp_path / "moved"
     shutil.copytree(folder, moved, ignore=shutil.ignore_patterns(".minialex-cache"))

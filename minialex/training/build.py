@@ -65,7 +65,9 @@ def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputP
     eigen-pairs, which its cache stores: no pass over the images); other data sets their defaults.
     """
     if data.mean_image is not None:
-        return InputPipeline.for_dataset(data, model.input_shape, augment=config.augment, dtype=config.dtype)
+        return InputPipeline.for_dataset(
+            data, model.input_shape, augment=config.augment, dtype=config.dtype, mean=config.mean
+        )
     pca = None
     if config.augment and data.image_shape[0] == 3:
         from minialex.data import rgb_pca

@@ -246,7 +246,7 @@ class RunData:
             source=str(getattr(dataset, "source", "")),
             labels_sha256=labels_digest(self.train_labels, self.val_labels, self.test_labels),
             image_rule="paper" if self.mean_image is not None else "resize",
-            mean_image=self.mean_image is not None,
+            mean_image=self.mean_image is not None and getattr(config, "mean", "image") == "image",
             root=str(getattr(dataset, "root", "")),
             fingerprint=str(getattr(dataset, "fingerprint", "")),
             skipped_files=len(getattr(dataset, "skipped", ())),
@@ -254,8 +254,8 @@ class RunData:
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays a checkpoint stores beside :attr:`info` for inference: the mean image, if any."""
-        return {} if self.mean_image is None else {"mean_image": np.asarray(self.mean_image, dtype=np.float64)}
+        """The arrays a checkpoint stores beside :attr:`info` for inference: the mean image, if subtracted."""
+        return {"mean_image": np.asarray(self.mean_image, dtype=np.float64)} if self.info.mean_image else {}
 
     @classmethod
     def load(cls, config: Any, dataset: Any = None, log: Any = None) -> RunData:
