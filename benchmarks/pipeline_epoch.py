@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.pipeline import RESULTS, WORK, _shown, generate, log
+from benchmarks.pipeline import RESULTS, WORK, _shown, generate, log, write_results
 
 
 def make_folder(work: Path, train: int, val: int, classes: int) -> Path:
@@ -95,7 +95,9 @@ def child(args: argparse.Namespace) -> None:
         raise SystemExit(f"minialex train exited with status {status}")
     row = json.loads((out / "history.json").read_text())[0]
     metrics = json.loads((out / "metrics.json").read_text())
-    input_shape = (3, 227, 227) if args.model == "paper" else (3, 224, 224) if args.model == "torchvision" else (3, 32, 32)
+    input_shape = (
+        (3, 227, 227) if args.model == "paper" else (3, 224, 224) if args.model == "torchvision" else (3, 32, 32)
+    )
     pipeline = InputPipeline.for_dataset(dataset, input_shape)
     rates = _rates(dataset.train_images, args.batch, pipeline)
     result = {
@@ -176,9 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import blas_line, describe
     from benchmarks.run import _machine_name
 
-    root = Path(args.folder).expanduser().resolve() if args.folder else make_folder(args.work, args.train, args.val, args.classes)
+    root = (
+        Path(args.folder).expanduser().resolve()
+        if args.folder
+        else make_folder(args.work, args.train, args.val, args.classes)
+    )
     log(f"one epoch of {args.model} on {root}")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
     command = [sys.executable, "-m", "benchmarks.pipeline_epoch", "--child", str(root), "--model", args.model]
     command += ["--batch", str(args.batch), "--run-dir", str(args.work / "epoch-run")]
     command += ["--limit-train", str(args.limit_train)] if args.limit_train else []
@@ -199,13 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         **json.loads(line[5:]),
     }
+    results["summary"] = results["summary"].replace(str(root), results["folder"])  # no absolute path in results
     text = markdown(results)
     print(text)
     stem = args.name or "pipeline-" + _machine_name(info, "cpu") + "-epoch" + ("-tiny" if args.tiny else "")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.md").write_text(text, encoding="utf-8")
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    log(f"written: {args.out / stem}.md, .json")
+    write_results(args.out, stem, text, results)
     return 0
 
 

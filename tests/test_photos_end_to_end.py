@@ -257,7 +257,13 @@ def test_data_info_round_trips_and_reads_older_records():
     old = {k: v for k, v in info.to_dict().items() if k not in ("image_rule", "mean_image", "root", "fingerprint",
                                                                   "skipped_files", "folders")}  # fmt: skip
     back = DataInfo.from_dict(old, "ckpt")
-    assert (back.image_rule, back.mean_image, back.root, back.fingerprint, back.folders) == ("resize", False, "", "", None)
+    assert (back.image_rule, back.mean_image, back.root, back.fingerprint, back.folders) == (
+        "resize",
+        False,
+        "",
+        "",
+        None,
+    )
     for key, value, fragment in (
         ("image_rule", "fisheye", "image_rule must be one of"),
         ("mean_image", "yes", "mean_image"),

@@ -208,7 +208,9 @@ def read_pytorch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 # -- the class names ------------------------------------------------------------------------------------------------
-def imagenet_classes(count: int, classes_file: str | os.PathLike | None = None) -> tuple[list[str], list[str] | None, str]:
+def imagenet_classes(
+    count: int, classes_file: str | os.PathLike | None = None
+) -> tuple[list[str], list[str] | None, str]:
     """The names of a converted model's ``count`` classes, their WordNet ids where known, and their origin.
 
     From ``classes_file`` when one is given: UTF-8 text, one class per line in the model's output order,

@@ -101,7 +101,9 @@ def convert_torchvision(
     classes = torchvision_classes(state, source)
     check_values(state, source)  # before the model is built: a damaged file fails at once
     names, wnids, origin = imagenet_classes(classes, classes_file)
-    say(f"read {len(state)} tensors ({kind}) from {source}: torchvision AlexNet, {classes} classes; names from {origin}")
+    say(
+        f"read {len(state)} tensors ({kind}) from {source}: torchvision AlexNet, {classes} classes; names from {origin}"
+    )
     rng = backend.get_rng_state()
     try:
         model = alexnet("torchvision", num_classes=classes)  # drawn, then overwritten: the caller's draws unchanged

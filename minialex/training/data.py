@@ -176,7 +176,8 @@ class DataInfo:
         if None not in (self.labels_sha256, other.labels_sha256) and self.labels_sha256 != other.labels_sha256:
             out.append("labels (the splits hold other images)")
         if self.fingerprint and other.fingerprint and self.fingerprint != other.fingerprint:
-            out.append(f"files (fingerprint {self.fingerprint} vs {other.fingerprint}: files were added, removed or changed)")
+            changed = "files were added, removed or changed"
+            out.append(f"files (fingerprint {self.fingerprint} vs {other.fingerprint}: {changed})")
         return out
 
 

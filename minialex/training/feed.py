@@ -55,7 +55,9 @@ class BatchFeed:
         timeout_s: float | None = 600.0,
     ) -> None:
         workers = min(WORKERS, ahead)
-        self._stream = Prefetcher.gather(images, batches, labels=labels, ahead=ahead, workers=workers, timeout_s=timeout_s)
+        self._stream = Prefetcher.gather(
+            images, batches, labels=labels, ahead=ahead, workers=workers, timeout_s=timeout_s
+        )
         self.waited = 0.0
         """Seconds the consumer spent blocked waiting for a batch."""
         self.delivered = 0

@@ -13,9 +13,10 @@ One epoch::
 
 When the epochs are done the test split is evaluated, for the final model and for ``best.safetensors``, and
 reported in ``metrics.json``; it takes no decision. The collaborators each do one job: :mod:`.build` (parts
-from the config), :mod:`.data` (splits and subsets), :mod:`.feed` (batches read ahead), :mod:`.state` (progress), :mod:`.monitor` (running sums
-and divergence checks, read back from the device in batches), :mod:`.signals` (stop requests),
-:mod:`.progress` (the bar), :mod:`.rundir` (files), :mod:`.report` (rows and outcome), :mod:`.resume`.
+from the config), :mod:`.data` (splits and subsets), :mod:`.feed` (batches read ahead on threads, the wait
+measured), :mod:`.state` (progress), :mod:`.monitor` (running sums and divergence checks, read back from the
+device in batches), :mod:`.signals` (stop requests), :mod:`.progress` (the bar), :mod:`.rundir` (files),
+:mod:`.report` (rows and outcome), :mod:`.resume`.
 
 Exact resume. Every random draw is either a function of (seed, epoch) (the data order) or comes from the one
 host generator of :mod:`minialex.backend` (initialisation, dropout, augmentation), whose state every

@@ -86,7 +86,8 @@ def summary(
     dataset = {k: v for k, v in run["dataset"].items() if k not in ("mean", "std")}
     return {
         "status": status,
-        **{key: last.get(key) for key in ("val_loss", "val_accuracy", "val_top5_accuracy", "val_error", "val_top5_error")},
+        **{key: last.get(key) for key in ("val_loss", "val_accuracy", "val_top5_accuracy", "val_error")},
+        "val_top5_error": last.get("val_top5_error"),
         "best_epoch": state.best_epoch,
         "best_val_accuracy": state.best_val_accuracy,
         **(final.as_dict("test") if final is not None else dict.fromkeys(TEST_KEYS)),
