@@ -316,34 +316,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from minialex.data import load_dataset
-    from minialex.training.data import split_subset
-    from minialex.training.evaluation import class_mapping, load_trained
+    from minialex.training.evaluation import evaluate_split, load_trained
 
     trained = load_trained(args.checkpoint)
-    config, info = trained.config, trained.info
-    converted = trained.saved is not None and trained.saved.converted_from is not None
-    if args.dataset is None and converted:
-        raise DataError(
-            f"{args.checkpoint} was converted from torchvision weights and has no data set of its own: give one "
-            "with --dataset FOLDER (an ImageNet or Imagenette folder, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)"
-        )
-    name = config.dataset if args.dataset is None else args.dataset
-    data_dir = args.data_dir if args.data_dir is not None else config.data_dir
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else _say  # JSON alone on stdout
-    data = load_dataset(name, data_dir=data_dir, download=args.download, log=progress)
-    if tuple(data.image_shape) != trained.image_shape:
-        raise DataError(
-            f"{args.checkpoint} was trained on {config.dataset} with {len(trained.classes)} classes of "
-            f"{trained.image_shape} images; the data set loaded now ({name}) has {len(data.classes)} classes of "
-            f"{tuple(data.image_shape)} images"
-        )
-    mapping = class_mapping(info, list(data.classes), f"{args.checkpoint} on {name}")
-    limit = args.limit_val if args.split == "val" else args.limit_test
-    images, labels = split_subset(data, args.split, limit, config.seed)  # the subset the run itself used
-    if mapping is not None:
-        labels = mapping[labels]  # the data set's classes -> the model's outputs of the same names
-    result = trained.evaluate(images, labels, ten_crop=args.ten_crop, batch_size=args.batch_size)
+    result, name, mapped = evaluate_split(
+        trained, args.checkpoint, args.dataset, args.split, args.limit_val if args.split == "val" else args.limit_test,
+        ten_crop=args.ten_crop, batch_size=args.batch_size, data_dir=args.data_dir, download=args.download,
+        log=progress,
+    )  # fmt: skip
+    config = trained.config
     views = "ten crops" if args.ten_crop else "centre crop"
     split = {"val": "validation", "test": "test"}[args.split]
     if args.json:
@@ -357,7 +339,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
-        among = f", scored over the model's {len(trained.classes)} classes" if mapping is not None else ""
+        among = f", scored over the model's {len(trained.classes)} classes" if mapped else ""
         print(
             f"{args.checkpoint}: {config.model} on {name}, {split} split ({result.count} images, {views}{among}): "
             f"top-1 error {result.error:.2%}, top-5 error {1 - result.top5_accuracy:.2%} (top-1 accuracy "

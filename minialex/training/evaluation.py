@@ -247,3 +247,52 @@ def class_mapping(info: DataInfo, data_classes: list[str], where: str) -> np.nda
             f"(e.g. {', '.join(info.folder_names[:3])}): evaluate it on data of the classes it was trained on"
         )
     return np.array([index[c] for c in data_classes], dtype=np.int64)
+
+
+def evaluate_split(
+    trained: TrainedModel,
+    source: str | os.PathLike[str],
+    dataset: str | None,
+    split: str,
+    limit: int | None,
+    *,
+    ten_crop: bool = False,
+    batch_size: int = 500,
+    data_dir: str | None = None,
+    download: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[EvalResult, str, bool]:
+    """``minialex evaluate``: a checkpoint's model on a split of its data set, or of ``dataset`` (a folder).
+
+    The split is cut to ``limit`` as the run itself cut it (:func:`~minialex.training.data.split_subset`, the
+    run's seed); a data set with other or fewer classes is scored through :func:`class_mapping`. A model
+    converted from other weights has no data set of its own and needs ``dataset``.
+
+    Returns
+    -------
+    (the result, the data set's name or folder, whether its classes were mapped onto the model's)
+    """
+    from minialex.data import load_dataset
+    from minialex.training.data import split_subset
+
+    config, info = trained.config, trained.info
+    if dataset is None and trained.saved is not None and trained.saved.converted_from is not None:
+        raise DataError(
+            f"{source} was converted from torchvision weights and has no data set of its own: give one with "
+            "--dataset FOLDER (an ImageNet or Imagenette folder, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)"
+        )
+    name = config.dataset if dataset is None else dataset
+    data = load_dataset(name, data_dir=data_dir if data_dir is not None else config.data_dir, download=download,
+                        log=log)  # fmt: skip
+    if tuple(data.image_shape) != trained.image_shape:
+        raise DataError(
+            f"{source} was trained on {config.dataset} with {len(trained.classes)} classes of "
+            f"{trained.image_shape} images; the data set loaded now ({name}) has {len(data.classes)} classes of "
+            f"{tuple(data.image_shape)} images"
+        )
+    mapping = class_mapping(info, list(data.classes), f"{source} on {name}")
+    images, labels = split_subset(data, split, limit, config.seed)  # the subset the run itself used
+    if mapping is not None:
+        labels = mapping[labels]  # the data set's classes -> the model's outputs of the same names
+    result = trained.evaluate(images, labels, ten_crop=ten_crop, batch_size=batch_size)
+    return result, str(name), mapping is not None
