@@ -423,11 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.run import _machine_name
 
     stem = args.name or "pipeline-" + _machine_name(results["machine"], "cpu") + ("-tiny" if args.tiny else "")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.md").write_text(text, encoding="utf-8")
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    log(f"written: {args.out / stem}.md, .json")
+    write_results(args.out, stem, text, results)
     return 0
+
+
+def write_results(out: Path, stem: str, text: str, results: dict[str, Any]) -> None:
+    """``out/<stem>.md`` (the report) and ``out/<stem>.json`` (every figure)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text, encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    log(f"written: {out / stem}.md, .json")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@
     minialex train                         # the mini AlexNet on the embedded MNIST-5k digits
     minialex train --model mini --dataset fashion-mnist --epochs 20
     minialex train --resume runs/<run>/last.safetensors
-    minialex evaluate runs/<run>/best.safetensors [--split val|test] [--ten-crop]
+    minialex train --model paper --dataset ~/data/imagenette2-320   # a folder of photos: train/<class>/*.jpg
+    minialex evaluate runs/<run>/best.safetensors [--split val|test] [--ten-crop] [--dataset FOLDER]
     minialex predict runs/<run>/best.safetensors digit.png other.npy
+    minialex predict runs/<run>/best.safetensors photo.jpg          # top-5 class names of a photo
+    minialex convert alexnet-owt-7be5be79.pth -o alexnet-imagenet.safetensors   # torchvision's weights
     minialex summary --model paper
 
 Errors never show a traceback (``--debug`` shows it): each ends as one line on stderr naming the problem,
@@ -78,6 +81,22 @@ def _typed(rule: Any) -> Callable[[str], Any]:
     return parse
 
 
+def _dataset_argument(names: list[str]) -> Callable[[str], str]:
+    """An argparse ``type=`` for ``--dataset``: a registered data set's name, or an existing image folder."""
+
+    def parse(text: str) -> str:
+        if text.strip().lower() in names:
+            return text.strip().lower()
+        if os.path.isdir(os.path.expanduser(text)):
+            return os.path.abspath(os.path.expanduser(text))  # the run finds it again from any directory
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(names)}, or an image folder (train/<class>/*.jpg), got {text!r}"
+            + (" (no such folder)" if os.sep in text or "/" in text else "")
+        )
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand (see the module docstring). Imports the package (the backend)."""
     from minialex.data import available_datasets
@@ -124,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     arg("--model", choices=CHOICES["model"], default=None, help=f"AlexNet variant (default {defaults.model})")
-    arg("--dataset", choices=available_datasets(), default=None, help=f"data set (default {defaults.dataset})")
+    arg(
+        "--dataset",
+        type=_dataset_argument(available_datasets()),
+        default=None,
+        metavar="NAME|FOLDER",
+        help=f"data set: {', '.join(available_datasets())}, or a folder of photos in the ImageNet layout "
+        f"(train/<class>/*.jpg, optional val/ and test/; decoded once into a cache) (default {defaults.dataset})",
+    )
     numeric("epochs", "epochs to train")
     numeric("batch_size", "images per SGD step")
     numeric("lr", "initial learning rate ε")
@@ -152,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     arg("--resume", metavar="CHECKPOINT", default=None, help="continue the run saved in CHECKPOINT (last.safetensors)")
     arg("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     arg("--dtype", choices=CHOICES["dtype"], default=None, help=argparse.SUPPRESS)
+    arg(
+        "--mean",
+        choices=CHOICES["mean"],
+        default=None,
+        help="photo folders: subtract the training images' mean 'image' pixel by pixel (the paper) or their "
+        f"per-'channel' mean (default {defaults.mean})",
+    )
     for split in ("train", "val", "test"):  # quick tests: a seeded subset of each split
         numeric(f"limit_{split}", "", hidden=True)
     train.set_defaults(func=_train)
@@ -169,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", choices=("test", "val"), default="test", help="the split to score (default test)")
     evaluate.add_argument("--ten-crop", action="store_true", help="average the softmax over the paper's ten crops")
+    evaluate.add_argument(
+        "--dataset",
+        default=None,
+        metavar="FOLDER",
+        help="evaluate on this image folder instead of the checkpoint's data set (a moved folder; for a "
+        "converted ImageNet model, an ImageNet or Imagenette folder: its class folders are matched by name)",
+    )
     evaluate.add_argument("--data-dir", default=None, help="cache for downloaded data sets")
     evaluate.add_argument("--no-download", dest="download", action="store_false", help="never download")
     evaluate.add_argument("--batch-size", type=positive, default=500, help="images per forward pass (default 500)")
@@ -182,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         parents=[common],
         help="the top-5 classes of images (PNG, JPEG or .npy) under a checkpoint",
-        description="Classify image files with a trained checkpoint. Each image is converted to the model's "
-        "channels and resized to its training images' size. MNIST digits are white on black: use --invert "
+        description="Classify image files with a trained checkpoint and print the most probable class names. A "
+        "model trained on photographs (or converted from torchvision) reads any JPEG or PNG as it was trained: "
+        "shorter side to 256, the central 256×256 square, then the centre crop (or --ten-crop) of the model's "
+        "input minus the training data's mean. For other models each image is converted to the model's "
+        "channels and resized to its training images' size; MNIST digits are white on black: use --invert "
         "for dark digits on a light background.",
     )
     predict.add_argument(
@@ -196,6 +239,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--invert", action="store_true", help="use 255 - pixel (dark ink on light paper)")
     predict.add_argument("--ten-crop", action="store_true", help="average the softmax over the ten crops")
     predict.set_defaults(func=_predict)
+
+    # -- convert -------------------------------------------------------------------------------------------
+    convert = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="torchvision's pretrained AlexNet weights (.pth or .safetensors) as a minialex checkpoint",
+        description="Convert torchvision AlexNet weights (e.g. alexnet-owt-7be5be79.pth, the IMAGENET1K_V1 "
+        "weights) into a checkpoint that 'minialex predict' and 'minialex evaluate' read. A .pth file is read "
+        "with torch.load(weights_only=True) (PyTorch is needed for that; a safetensors file needs nothing). The "
+        "class names come from --classes FILE, else from torchvision if it is installed. The checkpoint applies "
+        "torchvision's preprocessing: shorter side 256, centre crop 224, ImageNet mean and std per channel.",
+    )
+    convert.add_argument("weights", metavar="WEIGHTS", help="torchvision AlexNet state dict (.pth or .safetensors)")
+    convert.add_argument(
+        "-o", "--output", default=None, help="the checkpoint to write (default WEIGHTS' stem + -minialex.safetensors)"
+    )
+    convert.add_argument(
+        "--classes",
+        metavar="FILE",
+        default=None,
+        help="class names, one per line in output order (1000 for ImageNet), or 'n01440764 tench' lines of the "
+        "ImageNet synset list (their WordNet ids then match ImageNet's class folders in 'evaluate')",
+    )
+    convert.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    convert.set_defaults(func=_convert)
 
     # -- summary -------------------------------------------------------------------------------------------
     summary = sub.add_parser(
@@ -248,29 +316,22 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from minialex.data import load_dataset
-    from minialex.training.data import split_subset
-    from minialex.training.evaluation import load_trained
+    from minialex.training.evaluation import evaluate_split, load_trained
 
     trained = load_trained(args.checkpoint)
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else _say  # JSON alone on stdout
+    result, name, mapped = evaluate_split(
+        trained, args.checkpoint, args.dataset, args.split, args.limit_val if args.split == "val" else args.limit_test,
+        ten_crop=args.ten_crop, batch_size=args.batch_size, data_dir=args.data_dir, download=args.download,
+        log=progress,
+    )  # fmt: skip
     config = trained.config
-    data_dir = args.data_dir if args.data_dir is not None else config.data_dir
-    data = load_dataset(config.dataset, data_dir=data_dir, download=args.download)
-    if list(data.classes) != trained.classes or tuple(data.image_shape) != trained.image_shape:
-        raise DataError(
-            f"{args.checkpoint} was trained on {config.dataset} with {len(trained.classes)} classes of "
-            f"{trained.image_shape} images; the data set loaded now has {len(data.classes)} classes of "
-            f"{tuple(data.image_shape)} images"
-        )
-    limit = args.limit_val if args.split == "val" else args.limit_test
-    images, labels = split_subset(data, args.split, limit, config.seed)  # the subset the run itself used
-    result = trained.evaluate(images, labels, ten_crop=args.ten_crop, batch_size=args.batch_size)
-    views = "ten crops" if args.ten_crop else "centre view"
+    views = "ten crops" if args.ten_crop else "centre crop"
     split = {"val": "validation", "test": "test"}[args.split]
     if args.json:
         out = {
             "checkpoint": str(args.checkpoint),
-            "dataset": config.dataset,
+            "dataset": name,
             "split": args.split,
             "images": result.count,
             "ten_crop": bool(args.ten_crop),
@@ -278,10 +339,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
+        among = f", scored over the model's {len(trained.classes)} classes" if mapped else ""
         print(
-            f"{args.checkpoint}: {config.model} on {config.dataset}, {split} split ({result.count} images, "
-            f"{views}): top-1 accuracy {result.accuracy:.2%} (error {result.error:.2%}), top-5 accuracy "
-            f"{result.top5_accuracy:.2%}, loss {result.loss:.4f}"
+            f"{args.checkpoint}: {config.model} on {name}, {split} split ({result.count} images, {views}{among}): "
+            f"top-1 error {result.error:.2%}, top-5 error {1 - result.top5_accuracy:.2%} (top-1 accuracy "
+            f"{result.accuracy:.2%}, top-5 accuracy {result.top5_accuracy:.2%}), loss {result.loss:.4f}"
         )
     return EXIT_OK
 
@@ -331,7 +393,14 @@ def _predict(args: argparse.Namespace) -> int:
     from minialex.training.evaluation import load_trained
 
     trained = load_trained(args.checkpoint)
-    images = np.stack([load_image(p, trained.image_shape, args.invert) for p in args.images])
+    if trained.image_rule in ("paper", "torchvision"):  # a photo model: its training images' own decoding
+        from minialex.data.photo import decode
+
+        if args.invert:
+            raise DataError("--invert is for digit checkpoints; this model was trained on photographs")
+        images = np.stack([decode(p, trained.image_shape[1], rule=trained.image_rule) for p in args.images])
+    else:
+        images = np.stack([load_image(p, trained.image_shape, args.invert) for p in args.images])
     probs = trained.predict(images, ten_crop=args.ten_crop)
     top = min(args.top, probs.shape[1])
     width = max(len(c) for c in trained.classes)
@@ -341,6 +410,13 @@ def _predict(args: argparse.Namespace) -> int:
         for rank, k in enumerate(order, 1):
             print(f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}")
     return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from minialex.training.convert import convert_torchvision
+
+    convert_torchvision(args.weights, args.output, classes_file=args.classes, overwrite=args.force, log=_say)
+    return EXIT_OK
 
 
 def _summary(args: argparse.Namespace) -> int:

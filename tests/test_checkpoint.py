@@ -402,9 +402,10 @@ def test_scheduler_of_another_kind_changes_nothing(tmp_path):
 
 
 def test_no_pickle_anywhere_in_the_package():
-    """Nothing in minialex/ may unpickle: no pickle/dill/joblib import, no torch.load, every np.load refuses pickles."""
+    """Nothing in minialex/ may unpickle: no pickle/dill/joblib import, every np.load refuses pickles, and the one
+    torch.load (reading torchvision's .pth weights) is PyTorch's restricted weights_only=True loader."""
     forbidden = re.compile(
-        r"^\s*(import|from)\s+(pickle|cPickle|_pickle|dill|joblib|shelve)\b|allow_pickle\s*=\s*True|torch\.load\(",
+        r"^\s*(import|from)\s+(pickle|cPickle|_pickle|dill|joblib|shelve)\b|allow_pickle\s*=\s*True|weights_only\s*=\s*False",
         re.M,
     )
     offenders = []
@@ -415,6 +416,10 @@ def test_no_pickle_anywhere_in_the_package():
             call = text[m.end() : m.end() + 300].split("\n\n")[0]
             if "allow_pickle=False" not in call:
                 offenders.append(f"{file.relative_to(REPO)}: np.load without allow_pickle=False")
+        for m in re.finditer(r"\btorch\.load\(", text):
+            call = text[m.end() : m.end() + 300].split("\n\n")[0].split(")")[0]
+            if "weights_only=True" not in call:
+                offenders.append(f"{file.relative_to(REPO)}: torch.load without weights_only=True")
     assert offenders == []
 
 

@@ -19,7 +19,7 @@ from minialex.cli import load_image, main
 from minialex.data import load_dataset
 from minialex.training import checkpoint
 
-SUBCOMMANDS = ["train", "evaluate", "predict", "summary"]
+SUBCOMMANDS = ["train", "evaluate", "predict", "convert", "summary"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -87,7 +87,7 @@ def test_python_dash_m_runs_the_same_cli():
         (["train", "--lr", "fast"], "expected a positive finite number, got 'fast'"),
         (["train", "--lr", "-1"], "expected a positive finite number, got '-1'"),
         (["train", "--model", "vgg"], "invalid choice: 'vgg'"),
-        (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+        (["train", "--dataset", "imagenet"], "or an image folder (train/<class>/*.jpg), got 'imagenet'"),
         (["train", "--bogus"], "unrecognized arguments: --bogus"),
         (["evaluate"], "the following arguments are required: CHECKPOINT"),
         (["predict", "x.safetensors"], "the following arguments are required: IMAGE"),

@@ -34,3 +34,17 @@ def test_the_plain_loop_is_torchvisions_resize_and_centre_crop(tmp_path, monkeyp
     monkeypatch.setattr(Image.Image, "crop", lambda self, box: seen.append((self.size, box)) or original(self, box))
     pipeline.plain_pil_loop([tmp_path / "flat.png"])
     assert seen == [((384, 256), (64, 0, 320, 256))]
+
+
+def test_tiny_trainer_epoch_writes_markdown_and_json(tmp_path):
+    """``benchmarks.pipeline_epoch``: the trainer's epoch on photos with its prefetcher wait and peak memory."""
+    from benchmarks import pipeline_epoch
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert pipeline_epoch.main(["--tiny", "--work", str(work), "--out", str(out), "--name", "epoch"]) == 0
+    data = json.loads((out / "epoch.json").read_text(encoding="utf-8"))
+    assert data["files"] == 32 and data["train_images"] + data["val_images"] == 24 and data["test_images"] == 8
+    assert 0 <= data["data_wait_seconds"] <= data["train_seconds"] and data["train_images_per_s"] > 0
+    assert min(data["pipeline_images_per_s"].values()) > 0 and data["peak_mb"] >= data["rss_after_cache_open_mb"] > 0
+    text = (out / "epoch.md").read_text(encoding="utf-8")
+    assert "blocked waiting for the prefetcher" in text and "peak RSS" in text

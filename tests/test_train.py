@@ -91,7 +91,7 @@ def assert_same_state(a: Trainer, b: Trainer) -> None:
 
 def comparable(history: list[dict]) -> list[dict]:
     """History rows without the wall-clock fields."""
-    timing = {"train_seconds", "eval_seconds", "images_per_second"}
+    timing = {"train_seconds", "eval_seconds", "images_per_second", "data_wait_seconds"}
     return [{k: v for k, v in row.items() if k not in timing} for row in history]
 
 

@@ -214,6 +214,7 @@ def load_image_folder(
         skipped=tuple(tuple(s) for s in index["skipped"]),
         ignored=tuple(index["ignored"]),
         cache=os.fspath(cache.path),
+        fingerprint=str(index["fingerprint"]),
     )
     # ``source`` holds the summary (counts, skipped files) and the origin of each split.
     return dataclasses.replace(dataset, source=f"{dataset.summary}; {origin}; cache {cache.path}")

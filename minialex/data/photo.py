@@ -14,6 +14,14 @@ speed-for-accuracy trade TensorFlow's ``decode_jpeg`` offers as ``dct_method`` a
 differences, well below a grey level on average, are then averaged away by the downscaling. Pillow
 releases the GIL while decoding and resizing, so threads decode in parallel.
 
+torchvision's rule (``rule="torchvision"``, what ``minialex predict`` applies for a model converted from
+torchvision's weights): ``Resize(256)`` then the central crop, pixel for pixel as torchvision computes them
+on a PIL image: the shorter side becomes 256 and the longer ``int(256 · long / short)`` (truncated), the
+whole image is resized with Pillow's bilinear filter, and the crop starts at ``round((side − 256) / 2)``
+(Python's rounding, half to even); the JPEG is decoded at full size with libjpeg's default (accurate) DCT,
+as ``PIL.Image.open(...).convert("RGB")`` does. The central 224×224 crop of that 256×256 image is then
+torchvision's ``CenterCrop(224)`` of the resized image exactly (the offsets differ by 16 in both rules).
+
 Every kind of image is turned into 8-bit RGB: greyscale, palette, CMYK and YCbCr through Pillow's
 conversions; an alpha channel is dropped (as torchvision's and Keras's loaders do); 16-bit greyscale is
 scaled to 8 bits by v >> 8 (the mapping Pillow itself uses for 16-bit RGB), never clipped. EXIF orientation
@@ -40,6 +48,8 @@ SIZE = 256
 """Side of the cached images (the paper, §2)."""
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 """File names (case-insensitive) read as images in an image folder."""
+RULES = ("paper", "torchvision")
+"""The two ways :func:`decode` rescales and crops (see the module docstring)."""
 MAX_PIXELS = 8192 * 8192
 """Largest declared image size accepted, in pixels (width × height)."""
 
@@ -118,7 +128,19 @@ def _open_regular_file(where: str):
     return os.fdopen(fd, "rb")
 
 
-def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
+def torchvision_resize_crop(image: Image.Image, size: int) -> Image.Image:
+    """torchvision's ``Resize(size)`` then ``CenterCrop(size)`` of a PIL image (see the module docstring)."""
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = size, int(size * height / width)
+    else:
+        new_width, new_height = int(size * width / height), size
+    resized = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+    top, left = round((new_height - size) / 2.0), round((new_width - size) / 2.0)  # half to even, as torchvision
+    return resized.crop((left, top, left + size, top + size))
+
+
+def decode(path: str | os.PathLike, size: int = SIZE, rule: str = "paper") -> np.ndarray:
     """The paper's preprocessing of one image file: shorter side to ``size``, central ``size``×``size`` crop.
 
     Parameters
@@ -127,6 +149,9 @@ def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
         A JPEG or PNG file (any format Pillow reads is accepted; the content decides, not the name).
     size : int
         Side of the output (256 in the paper).
+    rule : "paper" or "torchvision"
+        "paper": one resampling of the central square, JPEGs decoded at a reduced scale where possible
+        (the decoded-image cache); "torchvision": torchvision's ``Resize`` and ``CenterCrop`` exactly.
 
     Returns
     -------
@@ -138,12 +163,14 @@ def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
         Naming the file, with a ``kind``: "cannot be opened", "not a regular file", "not an image",
         "truncated or corrupt image", "image too large", "unsupported image mode".
     """
+    if rule not in RULES:
+        raise ValueError(f"decode: rule must be one of {', '.join(RULES)}, got {rule!r}")
     where = os.fspath(path)
     handle = _open_regular_file(where)
     try:
         image = _open_checked(handle, where)
         width, height = image.size
-        if image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEGs of some cameras
+        if image.format in ("JPEG", "MPO") and rule == "paper":  # MPO: the multi-picture JPEGs of some cameras
             scale = size / min(width, height)
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             if len(image.decoderconfig) == 2:  # (scale, draft): Pillow's JPEG decoder reads the second as
@@ -152,7 +179,11 @@ def decode(path: str | os.PathLike, size: int = SIZE) -> np.ndarray:
         if "exif" in image.info and image.getexif().get(_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         image = _to_rgb(image, where)
-        resized = image.resize((size, size), Image.Resampling.BILINEAR, box=centre_box(*image.size), reducing_gap=None)
+        if rule == "paper":
+            box = centre_box(*image.size)
+            resized = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+        else:
+            resized = torchvision_resize_crop(image, size)
     except DataError:
         raise
     except Image.DecompressionBombError as exc:

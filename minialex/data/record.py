@@ -121,6 +121,9 @@ class PhotoDataset(Dataset):
         Files with another extension than .jpg, .jpeg or .png, and files outside any class folder.
     cache : str
         The cache folder the arrays are mapped from.
+    fingerprint : str
+        The cache's hash of the listing (every file's path, label, size and modification time): the data
+        set's identity, which a checkpoint records.
     """
 
     root: str = ""
@@ -130,6 +133,7 @@ class PhotoDataset(Dataset):
     skipped: tuple[tuple[str, str, str], ...] = ()
     ignored: tuple[str, ...] = ()
     cache: str = ""
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -58,7 +58,16 @@ def build_schedule(config: TrainConfig, optimizer: SGD) -> Schedule | None:
 
 
 def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputPipeline:
-    """uint8 images -> the model's input; the paper's colour noise needs the RGB eigenvectors of the data."""
+    """uint8 images -> the model's input; the paper's colour noise needs the RGB eigenvectors of the data.
+
+    A photo folder gets the paper's pipeline (:meth:`InputPipeline.for_dataset`: random crops of the model's
+    input size from the 256×256 images, flips, the mean image, PCA noise from the data set's own
+    eigen-pairs, which its cache stores: no pass over the images); other data sets their defaults.
+    """
+    if data.mean_image is not None:
+        return InputPipeline.for_dataset(
+            data, model.input_shape, augment=config.augment, dtype=config.dtype, mean=config.mean
+        )
     pca = None
     if config.augment and data.image_shape[0] == 3:
         from minialex.data import rgb_pca
@@ -70,8 +79,13 @@ def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputP
     )
 
 
-def inference_parts(config: TrainConfig, info: DataInfo, model_config: dict[str, Any]) -> tuple[AlexNet, InputPipeline]:
+def inference_parts(
+    config: TrainConfig, info: DataInfo, model_config: dict[str, Any], arrays: dict[str, Any] | None = None
+) -> tuple[AlexNet, InputPipeline]:
     """The model a checkpoint describes (untrained: load its state next) and its evaluation pipeline.
+
+    ``arrays`` are the checkpoint's data arrays; a model trained with the mean image subtracted needs its
+    ``"mean_image"`` (:class:`~minialex.errors.CheckpointError` when it is missing or of the wrong shape).
 
     Building draws initial weights; the caller's random state is restored afterwards, so that loading a
     model for inference changes no random draw of the caller.
@@ -86,5 +100,16 @@ def inference_parts(config: TrainConfig, info: DataInfo, model_config: dict[str,
     channels, height, width = info.image_shape
     shape = (channels, height, width)
     dtype = np.dtype(model.config.get("dtype", config.dtype))
-    pipeline = InputPipeline(config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype)
+    mean_image = None
+    if info.mean_image:
+        mean_image = (arrays or {}).get("mean_image")
+        if mean_image is None or tuple(mean_image.shape) != shape or mean_image.dtype.kind != "f":
+            got = "none" if mean_image is None else f"{mean_image.dtype} {tuple(mean_image.shape)}"
+            raise CheckpointError(
+                f"the checkpoint's model subtracts the mean image, so it needs a float data.mean_image of shape "
+                f"{shape}; it holds {got}"
+            )
+    pipeline = InputPipeline(
+        config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype, mean_image=mean_image
+    )
     return model, pipeline

@@ -6,6 +6,8 @@ File layout (safetensors: an 8-byte little-endian header size N, N bytes of JSON
                                                e.g. "model.conv1.weight" (96, 3, 11, 11) F32
                     "optim.<group>.<param>"    every tensor group of the optimiser's state
                                                e.g. "optim.velocity.conv1.weight" (SGD); Adam: "optim.m.…", "optim.v.…"
+                    "data.<name>"              arrays inference needs about the data, e.g. "data.mean_image"
+                                               (3, 256, 256) of a photo data set
     __metadata__    text only; each value a JSON string:
         format            "minialex-checkpoint": the one format tag, checked by :func:`load_checkpoint` alone
         format_version    2
@@ -52,7 +54,7 @@ from minialex.errors import CheckpointError
 
 FORMAT = "minialex-checkpoint"
 FORMAT_VERSION = 2
-MODEL_PREFIX, OPTIM_PREFIX = "model.", "optim."
+MODEL_PREFIX, OPTIM_PREFIX, DATA_PREFIX = "model.", "optim.", "data."
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit; a larger "size" means a corrupt first 8 bytes
 _JSON_KEYS = ("format_version", "minialex_version", "model", "optimizer", "scheduler", "rng_state", "metadata")
 _V1_GROUP = "velocity"  # format 1: the only optimiser tensors were SGD's velocities, named "optim.<param>"
@@ -72,6 +74,7 @@ class Checkpoint:
     rng_state : the generator state at saving (see :func:`minialex.backend.set_rng_state`), or None
     model_config : the model's ``config`` (``alexnet(**model_config)`` rebuilds the architecture), or None
     metadata : the dict given to :func:`save_checkpoint`
+    data : the ``data`` arrays given to :func:`save_checkpoint` (name -> array), e.g. ``"mean_image"``
     format_version, minialex_version : of the writer
     """
 
@@ -82,6 +85,7 @@ class Checkpoint:
     rng_state: dict[str, Any] | None = None
     model_config: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, np.ndarray] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     minialex_version: str = ""
 
@@ -149,6 +153,7 @@ def save_checkpoint(
     optimizer: Any = None,
     scheduler: Any = None,
     metadata: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (and optionally ``optimizer``, ``scheduler``, ``metadata``) to ``path``, atomically.
 
@@ -159,6 +164,7 @@ def save_checkpoint(
     optimizer : an optimiser following the state protocol (tensor groups as tensors, scalars as metadata)
     scheduler : a schedule with ``state_dict()``
     metadata : JSON-able dict of the caller's (epoch, step, configuration, history, ...)
+    data : arrays about the data that inference needs (name -> array, stored as ``"data.<name>"``)
 
     Returns
     -------
@@ -183,6 +189,10 @@ def save_checkpoint(
         groups = sorted(group_tensors)
         for group, arrays in group_tensors.items():
             tensors.update({f"{OPTIM_PREFIX}{group}.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+    for name, array in (data or {}).items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CheckpointError(f"save_checkpoint: data array name {name!r} must be a plain word (no dots)")
+        tensors[DATA_PREFIX + name] = np.ascontiguousarray(backend.to_numpy(array))
     model_config = getattr(model, "config", None) or {"class": type(model).__name__}
     entries = {
         "format": FORMAT,
@@ -293,6 +303,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"checkpoint {path} has format version {version!r}; this minialex ({minialex.__version__}) reads "
             f"versions 1 to {FORMAT_VERSION}: upgrade minialex"
         )
+    data = {k[len(DATA_PREFIX) :]: tensors.pop(k) for k in [k for k in tensors if k.startswith(DATA_PREFIX)]}
     model_state, optimizer_state = _group_tensors(tensors, values["optimizer"], version, entries, path)
     model_config = values["model"] if isinstance(values["model"], dict) else None
     metadata = values["metadata"] if isinstance(values["metadata"], dict) else {}
@@ -304,6 +315,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         rng_state=values["rng_state"],
         model_config=model_config,
         metadata=metadata,
+        data=data,
         format_version=version,
         minialex_version=str(values["minialex_version"]),
     )

@@ -18,6 +18,7 @@ from minialex.models import VARIANTS
 SCHEDULES = ("plateau", "step", "none")
 INITS = (None, "he", "paper")
 DTYPES = ("float32", "float64")
+MEANS = ("image", "channel")
 RESUME_OVERRIDES = ("epochs", "data_dir", "out_dir", "download")
 """The options a resumed run may change; any other differs from the checkpoint's only by mistake."""
 
@@ -80,7 +81,9 @@ RULES: dict[str, Rule] = {
 }
 """The numeric options and their rules (the command line's flags use these too)."""
 
-CHOICES: dict[str, tuple[Any, ...]] = {"model": VARIANTS, "schedule": SCHEDULES, "init": INITS, "dtype": DTYPES}
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "model": VARIANTS, "schedule": SCHEDULES, "init": INITS, "dtype": DTYPES, "mean": MEANS,
+}  # fmt: skip
 FLAGS = ("augment", "ten_crop", "download")
 PATHS = ("out_dir", "data_dir")
 
@@ -130,6 +133,9 @@ class TrainConfig:
     limit_test: int | None = None
     """Report on a seeded subset of this many test images; None is all of them."""
     dtype: str = "float32"
+    mean: str = "image"
+    """What a photo folder's images are centred with: the training split's mean ``"image"``, pixel by pixel
+    (the paper, §2), or its per-``"channel"`` mean. Other data sets always use the channel means."""
 
     @property
     def evaluation_batch_size(self) -> int:

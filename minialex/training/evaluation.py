@@ -1,5 +1,15 @@
 """Evaluation and inference: loss, top-1/top-5 accuracy and confusion matrix of a split; models restored from
-training checkpoints for ``minialex evaluate`` and ``minialex predict``; the initial-loss sanity check."""
+training checkpoints for ``minialex evaluate`` and ``minialex predict``; the initial-loss sanity check.
+
+Top-k error is the fraction of images whose true class is not among the model's k most probable classes
+(the paper reports top-1 and top-5 error); accuracy is 1 − error. With ten crops the probabilities are the
+mean of the softmax over the ten views (the paper, §4.1), otherwise those of the centre view.
+
+A model can be evaluated on a data set whose classes are a subset of, or in another order than, its own
+(a converted ImageNet model on Imagenette's ten class folders): :func:`class_mapping` maps each of the
+data set's class folders to the model's output of the same name, and the scores are over all the model's
+outputs, as on the full data set.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ from minialex.models import AlexNet
 from minialex.training import checkpoint, metrics
 from minialex.training.build import inference_parts
 from minialex.training.config import TrainConfig
+from minialex.training.data import DataInfo
 from minialex.training.saved_run import SavedRun
 
 
@@ -158,6 +169,17 @@ class TrainedModel:
     saved: SavedRun | None = None
     """The checked run record (progress is None for a checkpoint of format 1)."""
 
+    @property
+    def info(self) -> DataInfo | None:
+        """What the checkpoint records about its data (class names, image rule, statistics)."""
+        return None if self.saved is None else self.saved.dataset
+
+    @property
+    def image_rule(self) -> str:
+        """How an image file becomes an image: ``"paper"``, ``"torchvision"`` (:func:`minialex.data.photo.decode`'s
+        rules: shorter side, central square) or ``"resize"`` (to the training images' shape)."""
+        return "resize" if self.info is None else self.info.image_rule
+
     def predict(self, images: np.ndarray, ten_crop: bool = False) -> np.ndarray:
         """Class probabilities (N, classes) for uint8 images (N, *image_shape), as a host array."""
         if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != self.image_shape:
@@ -197,9 +219,80 @@ def load_trained(path: str | os.PathLike[str]) -> TrainedModel:
     """
     ckpt = checkpoint.load_checkpoint(path)
     saved = SavedRun.from_checkpoint(ckpt)
-    model, pipeline = inference_parts(saved.config, saved.dataset, saved.model_config)
+    model, pipeline = inference_parts(saved.config, saved.dataset, saved.model_config, ckpt.data)
     checkpoint.restore(ckpt, model, rng=False)  # inference draws nothing: leave the caller's RNG alone
     model.eval()
     channels, height, width = saved.dataset.image_shape
     shape = (channels, height, width)
     return TrainedModel(model, saved.config, list(saved.dataset.classes), pipeline, shape, ckpt.metadata, saved)
+
+
+def class_mapping(info: DataInfo, data_classes: list[str], where: str) -> np.ndarray | None:
+    """The model output of each of a data set's classes; None when they are the model's classes in its order.
+
+    A data set class (a folder name) matches the model class whose folder name (:attr:`DataInfo.folder_names`:
+    WordNet ids for a converted ImageNet model) or whose class name is the same. Raises
+    :class:`~minialex.errors.DataError` naming the classes the model does not know.
+    """
+    data_classes = [str(c) for c in data_classes]
+    if data_classes == list(info.classes) or data_classes == info.folder_names:
+        return None
+    index = {name: k for k, name in enumerate(info.classes)}
+    index.update({name: k for k, name in enumerate(info.folder_names)})
+    unknown = [c for c in data_classes if c not in index]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DataError(
+            f"{where}: the data set's classes {shown} are not among the model's {len(info.classes)} classes "
+            f"(e.g. {', '.join(info.folder_names[:3])}): evaluate it on data of the classes it was trained on"
+        )
+    return np.array([index[c] for c in data_classes], dtype=np.int64)
+
+
+def evaluate_split(
+    trained: TrainedModel,
+    source: str | os.PathLike[str],
+    dataset: str | None,
+    split: str,
+    limit: int | None,
+    *,
+    ten_crop: bool = False,
+    batch_size: int = 500,
+    data_dir: str | None = None,
+    download: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[EvalResult, str, bool]:
+    """``minialex evaluate``: a checkpoint's model on a split of its data set, or of ``dataset`` (a folder).
+
+    The split is cut to ``limit`` as the run itself cut it (:func:`~minialex.training.data.split_subset`, the
+    run's seed); a data set with other or fewer classes is scored through :func:`class_mapping`. A model
+    converted from other weights has no data set of its own and needs ``dataset``.
+
+    Returns
+    -------
+    (the result, the data set's name or folder, whether its classes were mapped onto the model's)
+    """
+    from minialex.data import load_dataset
+    from minialex.training.data import split_subset
+
+    config, info = trained.config, trained.info
+    if dataset is None and trained.saved is not None and trained.saved.converted_from is not None:
+        raise DataError(
+            f"{source} was converted from torchvision weights and has no data set of its own: give one with "
+            "--dataset FOLDER (an ImageNet or Imagenette folder, train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)"
+        )
+    name = config.dataset if dataset is None else dataset
+    data = load_dataset(name, data_dir=data_dir if data_dir is not None else config.data_dir, download=download,
+                        log=log)  # fmt: skip
+    if tuple(data.image_shape) != trained.image_shape:
+        raise DataError(
+            f"{source} was trained on {config.dataset} with {len(trained.classes)} classes of "
+            f"{trained.image_shape} images; the data set loaded now ({name}) has {len(data.classes)} classes of "
+            f"{tuple(data.image_shape)} images"
+        )
+    mapping = class_mapping(info, list(data.classes), f"{source} on {name}")
+    images, labels = split_subset(data, split, limit, config.seed)  # the subset the run itself used
+    if mapping is not None:
+        labels = mapping[labels]  # the data set's classes -> the model's outputs of the same names
+    result = trained.evaluate(images, labels, ten_crop=ten_crop, batch_size=batch_size)
+    return result, str(name), mapping is not None

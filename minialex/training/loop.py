@@ -3,6 +3,7 @@
 One epoch::
 
     for each batch of `batch_size` indices in the order drawn from (seed, epoch):   data.batches
+        images[batch], gathered ahead on threads                                      .feed (the wait measured)
         x = augment(normalise(images[batch]))                                         the input pipeline
         loss = softmax_cross_entropy(model.forward(x), labels[batch])
         model.backward(loss.backward()); optimizer.step()      v <- mu v - lambda eps w - eps dL/dw ; w <- w + v
@@ -12,9 +13,10 @@ One epoch::
 
 When the epochs are done the test split is evaluated, for the final model and for ``best.safetensors``, and
 reported in ``metrics.json``; it takes no decision. The collaborators each do one job: :mod:`.build` (parts
-from the config), :mod:`.data` (splits and subsets), :mod:`.state` (progress), :mod:`.monitor` (running sums
-and divergence checks, read back from the device in batches), :mod:`.signals` (stop requests),
-:mod:`.progress` (the bar), :mod:`.rundir` (files), :mod:`.report` (rows and outcome), :mod:`.resume`.
+from the config), :mod:`.data` (splits and subsets), :mod:`.feed` (batches read ahead on threads, the wait
+measured), :mod:`.state` (progress), :mod:`.monitor` (running sums and divergence checks, read back from the
+device in batches), :mod:`.signals` (stop requests), :mod:`.progress` (the bar), :mod:`.rundir` (files),
+:mod:`.report` (rows and outcome), :mod:`.resume`.
 
 Exact resume. Every random draw is either a function of (seed, epoch) (the data order) or comes from the one
 host generator of :mod:`minialex.backend` (initialisation, dropout, augmentation), whose state every
@@ -44,8 +46,9 @@ import numpy as np
 
 from minialex import backend
 from minialex.data.batches import epoch_batches, num_batches
+from minialex.data.datasets import is_folder_path
 from minialex.errors import ConfigError
-from minialex.training import report
+from minialex.training import metrics, report
 from minialex.training.build import build_parts
 from minialex.training.config import TrainConfig
 from minialex.training.data import RunData
@@ -56,6 +59,7 @@ from minialex.training.evaluation import (
     evaluate_model,
     evenly_spaced,
 )
+from minialex.training.feed import BatchFeed
 from minialex.training.monitor import Divergence, StepMonitor, first_non_finite
 from minialex.training.progress import ProgressBar
 from minialex.training.resume import load_for_resume
@@ -115,8 +119,10 @@ class Trainer:
         elif overrides:
             raise ConfigError("Trainer: overrides= applies to resume= only; put the options in the config")
         self.config = cfg = (config or TrainConfig()).validate()
+        if dataset is None and is_folder_path(cfg.dataset):  # an image folder: found again from any directory
+            cfg.dataset = os.path.abspath(os.path.expanduser(cfg.dataset))
         backend.seed(cfg.seed)
-        self.data = RunData.load(cfg, dataset)
+        self.data = RunData.load(cfg, dataset, log=self.log)
         if resumption is not None:
             resumption.check_data(self.data)  # before anything is built
         self.parts = build_parts(cfg, self.data)
@@ -124,9 +130,12 @@ class Trainer:
         self.pipeline = self.parts.pipeline
         self.resumed = resumption is not None
         self.state = RunState() if resumption is None else resumption.restore(self.parts)
-        default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, cfg.dataset)
+        label = Path(cfg.dataset).name if self.data.info.root else cfg.dataset  # a folder: its name
+        default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, label)
         self.directory = RunDirectory(cfg.out_dir or default)
         self.last_eval: EvalResult | None = None
+        self.data_wait = 0.0
+        """Seconds the last epoch's steps waited for their batches (see :mod:`minialex.training.feed`)."""
         self._saved_at = self.state.position
 
     @property
@@ -146,6 +155,8 @@ class Trainer:
         """Run (or continue) training to ``config.epochs``; returns the :class:`RunResult`."""
         cfg, state = self.config, self.state
         self.directory.prepare(cfg.to_dict())
+        if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
+            metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
         for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
             self.log(line)
         if state.global_step == 0:  # a new run (or one resumed before its first step)
@@ -167,9 +178,10 @@ class Trainer:
         steps, monitor = num_batches(n, cfg.batch_size), StepMonitor(state.partial)
         batches = epoch_batches(n, cfg.batch_size, seed=cfg.seed, epoch=epoch, start=done)
         self.model.train()
-        with ProgressBar(steps, done, f"epoch {epoch}/{cfg.epochs}", self.progress) as bar:
-            for step, take in enumerate(batches, start=done + 1):
-                self._step(monitor, step, data.train_images[take], data.train_labels[take])
+        feed = BatchFeed(data.train_images, data.train_labels, batches)
+        with feed, ProgressBar(steps, done, f"epoch {epoch}/{cfg.epochs}", self.progress) as bar:
+            for step, (images, labels) in enumerate(feed, start=done + 1):
+                self._step(monitor, step, images, labels)
                 state.step_in_epoch, state.global_step = step, state.global_step + 1
                 bar.advance()
                 if monitor.due():
@@ -180,6 +192,7 @@ class Trainer:
                 if self.stops.signal is not None and step < steps:
                     break
             self._flush(monitor, epoch, weights=True)  # before any checkpoint: no bad weights saved as good
+        self.data_wait = feed.waited
         return state.step_in_epoch == steps
 
     def _step(self, monitor: StepMonitor, step: int, images: np.ndarray, labels: np.ndarray) -> None:
@@ -206,7 +219,9 @@ class Trainer:
         state, started = self.state, time.perf_counter()
         self.last_eval = val = self.evaluate()
         state.finish_epoch(
-            report.epoch_row(epoch, self.optimizer.lr, state.partial, val, time.perf_counter() - started)
+            report.epoch_row(
+                epoch, self.optimizer.lr, state.partial, val, time.perf_counter() - started, self.data_wait
+            )
         )
         if self.scheduler is not None:
             self.scheduler.step(val.error)  # the lr it sets applies from the next epoch on, and is saved below
@@ -261,7 +276,7 @@ class Trainer:
     def _save(self, name: str, interrupted: bool = False) -> Path:
         progress = dataclasses.replace(self.state, interrupted=interrupted)
         saved = SavedRun(self.config, self.data.info, progress, self.model.config)
-        path = self.directory.save_checkpoint(name, self.parts, saved.to_metadata())
+        path = self.directory.save_checkpoint(name, self.parts, saved.to_metadata(), self.data.arrays)
         if name == LAST:
             self._saved_at = self.state.position
         return path

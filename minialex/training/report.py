@@ -23,6 +23,8 @@ def start_messages(config: Any, state: RunState, data: Any, parts: Any, run_dir:
         f"training {config.model} AlexNet ({parts.model.num_params():,} parameters) on {config.dataset}: "
         f"{len(data.train_labels)} train / {len(data.val_labels)} validation / {len(data.test_labels)} test "
         f"images, {backend.describe()}",
+        *([data.summary] if getattr(data, "summary", None) else []),
+        *([f"input: {parts.pipeline.describe()}"] if getattr(data, "summary", None) else []),
         f"run directory: {run_dir}",
     ]
     if resumed and state.epochs_done >= config.epochs:
@@ -33,8 +35,14 @@ def start_messages(config: Any, state: RunState, data: Any, parts: Any, run_dir:
     return lines
 
 
-def epoch_row(epoch: int, lr: float, totals: EpochTotals, val: EvalResult, eval_seconds: float) -> dict[str, Any]:
-    """The history row of a finished epoch (flat numbers, for ``history.json``/``.csv`` and the plots)."""
+def epoch_row(
+    epoch: int, lr: float, totals: EpochTotals, val: EvalResult, eval_seconds: float, data_wait_seconds: float = 0.0
+) -> dict[str, Any]:
+    """The history row of a finished epoch (flat numbers, for ``history.json``/``.csv`` and the plots).
+
+    ``data_wait_seconds``: of the epoch's ``train_seconds``, the time its steps waited for their batches
+    (:mod:`minialex.training.feed`; of a resumed epoch, the part after the resumption).
+    """
     return {
         "epoch": epoch,
         "lr": lr,
@@ -44,6 +52,7 @@ def epoch_row(epoch: int, lr: float, totals: EpochTotals, val: EvalResult, eval_
         "train_seconds": totals.seconds,
         "eval_seconds": eval_seconds,
         "images_per_second": totals.rate,
+        "data_wait_seconds": data_wait_seconds,
     }
 
 
@@ -53,6 +62,7 @@ def epoch_message(row: dict[str, Any], epochs: int) -> str:
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%} | "
         f"validation loss {row['val_loss']:.4f} top-1 {row['val_accuracy']:.2%} top-5 {row['val_top5_accuracy']:.2%} | "
         f"lr {row['lr']:g} | {format_rate(row['images_per_second'])} img/s, {row['train_seconds']:.1f} s"
+        + (f" ({row['data_wait_seconds']:.2f} s waiting for data)" if "data_wait_seconds" in row else "")
     )
 
 
@@ -77,6 +87,7 @@ def summary(
     return {
         "status": status,
         **{key: last.get(key) for key in ("val_loss", "val_accuracy", "val_top5_accuracy", "val_error")},
+        "val_top5_error": last.get("val_top5_error"),
         "best_epoch": state.best_epoch,
         "best_val_accuracy": state.best_val_accuracy,
         **(final.as_dict("test") if final is not None else dict.fromkeys(TEST_KEYS)),
@@ -100,8 +111,10 @@ def done_message(m: dict[str, Any]) -> str:
     """The final line of a complete run: test figures of the final model and of the best checkpoint."""
     epochs = m["epochs"]
     line = (
-        f"done: test top-1 {m['test_accuracy']:.2%}, top-5 {m['test_top5_accuracy']:.2%} after {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} (validation top-1 {m['val_accuracy']:.2%})"
+        f"done: test top-1 {m['test_accuracy']:.2%}, top-5 {m['test_top5_accuracy']:.2%} (top-1 error "
+        f"{1 - m['test_accuracy']:.2%}, top-5 error {1 - m['test_top5_accuracy']:.2%}) after {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} ({'ten crops' if m.get('ten_crop') else 'centre crop'}; validation top-1 "
+        f"{m['val_accuracy']:.2%})"
     )
     if m.get("best_test_accuracy") is not None:
         line += (

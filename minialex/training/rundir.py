@@ -62,10 +62,11 @@ class RunDirectory:
             ) from exc
         metrics.write_json(self.path / "config.json", config)
 
-    def save_checkpoint(self, name: str, parts: Any, metadata: dict[str, Any]) -> Path:
-        """Write the model, optimiser, schedule and random state of ``parts`` with ``metadata`` to ``name``."""
+    def save_checkpoint(self, name: str, parts: Any, metadata: dict[str, Any], data: dict | None = None) -> Path:
+        """Write the model, optimiser, schedule and random state of ``parts`` with ``metadata`` (and the
+        ``data`` arrays inference needs, e.g. a mean image) to ``name``."""
         return checkpoint.save_checkpoint(
-            self.path / name, parts.model, parts.optimizer, parts.scheduler, metadata=metadata
+            self.path / name, parts.model, parts.optimizer, parts.scheduler, metadata=metadata, data=data
         )
 
     def write_records(self, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ checks. A *training* checkpoint is one whose metadata holds a run's record::
     progress  RunState.to_dict()             epochs and steps done, partial sums, best epoch, history
     backend   the writer's backend, one line
     saved_at  UTC time of writing (ISO 8601)
+    converted_from   only in a checkpoint made from another framework's weights (``minialex convert``):
+                     the source file's name, sha256 and format; such a checkpoint has no run to resume
 
 (the model's architecture, the optimiser, the schedule and the random state have entries of the file itself).
 :meth:`SavedRun.from_checkpoint` validates all of it before anything is built from it: the model
@@ -40,18 +42,21 @@ class SavedRun:
     dataset: DataInfo
     progress: RunState | None
     model_config: dict[str, Any]
+    converted_from: dict[str, Any] | None = None
+    """Where a converted checkpoint's weights came from (None for a training run's)."""
 
     def to_metadata(self) -> dict[str, Any]:
         """The ``metadata`` dict for :func:`~minialex.training.checkpoint.save_checkpoint`."""
         if self.progress is None:
             raise CheckpointError("SavedRun.to_metadata: a saved run needs its progress")
-        return {
+        out = {
             "config": self.config.to_dict(),
             "dataset": self.dataset.to_dict(),
             "progress": self.progress.to_dict(),
             "backend": backend.describe(),
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        return out if self.converted_from is None else {**out, "converted_from": self.converted_from}
 
     @classmethod
     def from_checkpoint(cls, ckpt: Any, resumable: bool = False) -> SavedRun:
@@ -74,6 +79,15 @@ class SavedRun:
             raise CheckpointError(f"{exc} ({written_by})") from exc
         dataset = DataInfo.from_dict(meta["dataset"], source)
         model_config = check_model_config(ckpt.model_config, dataset, source)
+        converted = meta.get("converted_from")
+        if converted is not None and not isinstance(converted, dict):
+            raise CheckpointError(f"{source}: converted_from must be a JSON object, got {converted!r}"[:300])
+        if converted is not None and resumable:
+            raise CheckpointError(
+                f"{source} was converted from {converted.get('format', 'other')} weights "
+                f"({converted.get('file', '?')}): it can be evaluated and used for prediction, but it holds no "
+                "training run to resume"
+            )
         progress = None
         if ckpt.format_version >= 2:
             progress = RunState.from_dict(meta.get("progress"), source)
@@ -82,7 +96,7 @@ class SavedRun:
                 f"{source} has checkpoint format {ckpt.format_version} ({written_by}): it can be evaluated and "
                 "used for prediction, but not resumed; start a new run"
             )
-        return cls(config, dataset, progress, model_config)
+        return cls(config, dataset, progress, model_config, converted)
 
 
 def check_model_config(config: Any, dataset: DataInfo, source: str) -> dict[str, Any]:
