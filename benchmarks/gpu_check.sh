@@ -118,7 +118,7 @@ environment() {
 import importlib.metadata as md, platform, sys
 print("python", platform.python_version(), sys.executable)
 for name in ("numpy", "scipy", "cupy-cuda13x", "cupy-cuda12x", "torch", "pytest", "pytest-xdist", "hypothesis",
-             "matplotlib", "safetensors", "tqdm", "mlxtend", "pooch"):
+             "matplotlib", "safetensors", "tqdm", "pooch"):
     try:
         print(f"  {name} {md.version(name)}")
     except md.PackageNotFoundError:
