@@ -450,8 +450,8 @@ for name, err in errs.items():
     print(f"  {name:12s} {err:.1e}")
 
 # %% [markdown]
-# Every error is below the $10^{-6}$ bound, but the input's and the lower layers' are around $10^{-7}$, a thousand
-# times larger than the single layers' of notebooks 1 to 4. Is something slightly wrong deep in the network? No:
+# Every error is below the $10^{-6}$ bound, but the input's and the lower layers' are of order $10^{-8}$ to
+# $10^{-7}$, a hundred to a thousand times larger than the single layers' of notebooks 1 to 4. Is something slightly wrong deep in the network? No:
 # this is the **rounding** arm of notebook 1's V. A central difference of the loss carries an absolute rounding
 # error of about $\varepsilon\,|L|/h$ (with $\varepsilon = 2.2\cdot10^{-16}$), whatever the gradient; the relative
 # error divides it by the size of the gradient. Here the gradients below the output layer are small, because the

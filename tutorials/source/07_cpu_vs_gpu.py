@@ -292,13 +292,23 @@ except ImportError:
 # The benchmark suite (`benchmarks/`, see its README for the command) times every layer of the paper's AlexNet
 # and whole training steps, minialex beside PyTorch on the same machine, and records the results with a
 # description of the machine in `benchmarks/results/`: a Markdown report, JSON for programs, and charts. This
-# cell shows what is there, and on which devices it was measured.
+# cell shows what is there, and on which devices it was measured. (The folder also holds the results of other
+# benchmarks, of the data pipeline or of several processes; only the runs with training steps are read here.)
 
 # %%
 RESULTS = os.path.join("..", "benchmarks", "results")
-reports = sorted(glob.glob(os.path.join(RESULTS, "*.md")))
-records = sorted(glob.glob(os.path.join(RESULTS, "*.json")))
-charts = sorted(glob.glob(os.path.join(RESULTS, "*.png")))
+
+
+def has_steps(path):
+    """Whether the JSON record at ``path`` holds training-step measurements."""
+    with open(path, encoding="utf-8") as f:
+        return bool(json.load(f).get("steps"))
+
+
+records = [path for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))) if has_steps(path)]
+stems = [path[: -len(".json")] for path in records]
+reports = [stem + ".md" for stem in stems if os.path.exists(stem + ".md")]
+charts = sorted(c for stem in stems for c in glob.glob(glob.escape(stem) + "-*.png"))
 if not (reports or records):
     print(f"No recorded benchmark results in {os.path.normpath(RESULTS)} when this notebook ran.")
     print("Run the benchmark suite (see benchmarks/README.md) to create them, then run this notebook again.")
