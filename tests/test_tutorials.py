@@ -154,6 +154,7 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     """(checker, description, wrong function, a phrase the verdict must contain)."""
     import numpy as np
 
+    from minialex.exercises.batchnorm import batchnorm_backward_variant
     from minialex.exercises.lrn import lrn_backward_variant
 
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
@@ -301,6 +302,9 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     def intensity_macs(m, k, n, itemsize=4):
         return s7["gemm_intensity"](m, k, n, itemsize) / 2
 
+    def batchnorm_mistake(mistake):
+        return lambda x, gamma, dy, eps: batchnorm_backward_variant(x, gamma, dy, eps, mistake)
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -343,6 +347,13 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_confusion_matrix", "transposed", confusion_transposed, "Rows are the true class"),
         ("check_im2col_bytes", "padding ignored", im2col_bytes_no_padding, "real buffer"),
         ("check_gemm_intensity", "MACs, not FLOPs", intensity_macs, "2 FLOPs per multiply-add"),
+        ("check_batchnorm_backward", "no mean term", batchnorm_mistake("no-mean-term"), "through μ"),
+        ("check_batchnorm_backward", "no variance term", batchnorm_mistake("no-variance-term"), "through σ²"),
+        ("check_batchnorm_backward", "mu, sigma constant", batchnorm_mistake("constants"), "as constants"),
+        ("check_batchnorm_backward", "M - 1", batchnorm_mistake("n-minus-1"), "M − 1"),
+        ("check_batchnorm_backward", "dgamma averaged", batchnorm_mistake("averaged"), "not means"),
+        ("check_batchnorm_backward", "dgamma from x", batchnorm_mistake("dgamma-from-x"), "x̂"),
+        ("check_batchnorm_backward", "batch axis only", batchnorm_mistake("batch-axis-only"), "N·H·W"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

@@ -28,10 +28,12 @@ module                 graders
 ``assembling``         :func:`check_pool5_side`, :func:`check_conv_cost`
 ``training``           :func:`check_sgd_paper_step`, :func:`check_confusion_matrix`
 ``cpu_vs_gpu``         :func:`check_im2col_bytes`, :func:`check_gemm_intensity`
+``batchnorm``          :func:`check_batchnorm_backward`
 =====================  =========================================================================
 """
 
 from minialex.exercises.assembling import check_conv_cost, check_pool5_side
+from minialex.exercises.batchnorm import check_batchnorm_backward
 from minialex.exercises.chain_rule import check_linear_backward, check_softmax_ce_backward
 from minialex.exercises.convolution import (
     check_col2im,
@@ -45,6 +47,7 @@ from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_back
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
 
 __all__ = [
+    "check_batchnorm_backward",
     "check_col2im",
     "check_confusion_matrix",
     "check_conv_backward_naive",
