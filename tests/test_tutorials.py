@@ -156,6 +156,7 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
 
     from minialex.exercises.batchnorm import batchnorm_backward_variant
     from minialex.exercises.lrn import lrn_backward_variant
+    from minialex.exercises.photographs import covariance_variant, noise_variant
 
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
     s4, s5 = _solution("04_local_response_norm"), _solution("05_assembling_alexnet")
@@ -305,6 +306,20 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     def batchnorm_mistake(mistake):
         return lambda x, gamma, dy, eps: batchnorm_backward_variant(x, gamma, dy, eps, mistake)
 
+    def covariance_mistake(mistake):
+        return lambda images: covariance_variant(images, mistake)
+
+    def noise_mistake(mistake):
+        return lambda x, eigvals, eigvecs, alpha: noise_variant(x, eigvals, eigvecs, alpha, mistake)
+
+    def noise_in_place(x, eigvals, eigvecs, alpha):
+        x += ((alpha * eigvals) @ eigvecs.T)[:, :, None, None]
+        return x
+
+    def noise_per_pixel(x, eigvals, eigvecs, alpha):
+        per_pixel = np.random.default_rng(0).normal(0, 0.1, (x.shape[0], x.shape[2], x.shape[3], 3))
+        return x + ((per_pixel * eigvals) @ eigvecs.T).transpose(0, 3, 1, 2)
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -354,6 +369,16 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_batchnorm_backward", "dgamma averaged", batchnorm_mistake("averaged"), "not means"),
         ("check_batchnorm_backward", "dgamma from x", batchnorm_mistake("dgamma-from-x"), "x̂"),
         ("check_batchnorm_backward", "batch axis only", batchnorm_mistake("batch-axis-only"), "N·H·W"),
+        ("check_rgb_covariance", "not centred", covariance_mistake("uncentred"), "subtract the mean"),
+        ("check_rgb_covariance", "np.cov's P - 1", covariance_mistake("P - 1"), "P − 1"),
+        ("check_rgb_covariance", "reshape mixes images", covariance_mistake("mixed reshape"), "transpose"),
+        ("check_rgb_covariance", "0..255 units", covariance_mistake("0..255"), "divide them by 255"),
+        ("check_rgb_covariance", "mean of per-image covariances", covariance_mistake("per image"), "all pixels"),
+        ("check_pca_colour_noise", "sqrt of the eigenvalues", noise_mistake("sqrt"), "√λ"),
+        ("check_pca_colour_noise", "eigenvectors as rows", noise_mistake("rows"), "rows"),
+        ("check_pca_colour_noise", "one alpha for all images", noise_mistake("one alpha"), "its own α_n"),
+        ("check_pca_colour_noise", "in place", noise_in_place, "modified"),
+        ("check_pca_colour_noise", "alpha per pixel", noise_per_pixel, "same shift"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

@@ -29,6 +29,7 @@ module                 graders
 ``training``           :func:`check_sgd_paper_step`, :func:`check_confusion_matrix`
 ``cpu_vs_gpu``         :func:`check_im2col_bytes`, :func:`check_gemm_intensity`
 ``batchnorm``          :func:`check_batchnorm_backward`
+``photographs``        :func:`check_rgb_covariance`, :func:`check_pca_colour_noise`
 =====================  =========================================================================
 """
 
@@ -43,6 +44,7 @@ from minialex.exercises.convolution import (
 )
 from minialex.exercises.cpu_vs_gpu import check_gemm_intensity, check_im2col_bytes
 from minialex.exercises.lrn import check_lrn_backward, check_lrn_forward
+from minialex.exercises.photographs import check_pca_colour_noise, check_rgb_covariance
 from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_backward
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
 
@@ -60,8 +62,10 @@ __all__ = [
     "check_lrn_backward",
     "check_lrn_forward",
     "check_maxpool_backward",
+    "check_pca_colour_noise",
     "check_pool5_side",
     "check_relu_backward",
+    "check_rgb_covariance",
     "check_sgd_paper_step",
     "check_softmax_ce_backward",
 ]
