@@ -320,6 +320,18 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         per_pixel = np.random.default_rng(0).normal(0, 0.1, (x.shape[0], x.shape[2], x.shape[3], 3))
         return x + ((per_pixel * eigvals) @ eigvecs.T).transpose(0, 3, 1, 2)
 
+    def allgather_whole(c, h, w, p, itemsize):
+        return ((p - 1) * c * h * w * itemsize,) * 2
+
+    def allgather_one_peer(c, h, w, p, itemsize):
+        return (c // p * h * w * itemsize,) * 2
+
+    def allgather_elements(c, h, w, p, itemsize):
+        return ((p - 1) * c // p * h * w,) * 2
+
+    def allgather_free_backward(c, h, w, p, itemsize):
+        return (p - 1) * c // p * h * w * itemsize, 0
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -379,6 +391,10 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_pca_colour_noise", "one alpha for all images", noise_mistake("one alpha"), "its own α_n"),
         ("check_pca_colour_noise", "in place", noise_in_place, "modified"),
         ("check_pca_colour_noise", "alpha per pixel", noise_per_pixel, "same shift"),
+        ("check_allgather_bytes", "the whole activation", allgather_whole, "only its block"),
+        ("check_allgather_bytes", "one peer only", allgather_one_peer, "P − 1"),
+        ("check_allgather_bytes", "elements, not bytes", allgather_elements, "itemsize"),
+        ("check_allgather_bytes", "backward sends nothing", allgather_free_backward, "reduce-scatter"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

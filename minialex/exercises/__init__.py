@@ -30,6 +30,7 @@ module                 graders
 ``cpu_vs_gpu``         :func:`check_im2col_bytes`, :func:`check_gemm_intensity`
 ``batchnorm``          :func:`check_batchnorm_backward`
 ``photographs``        :func:`check_rgb_covariance`, :func:`check_pca_colour_noise`
+``two_gpu_split``      :func:`check_allgather_bytes`
 =====================  =========================================================================
 """
 
@@ -47,8 +48,10 @@ from minialex.exercises.lrn import check_lrn_backward, check_lrn_forward
 from minialex.exercises.photographs import check_pca_colour_noise, check_rgb_covariance
 from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_backward
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
+from minialex.exercises.two_gpu_split import check_allgather_bytes
 
 __all__ = [
+    "check_allgather_bytes",
     "check_batchnorm_backward",
     "check_col2im",
     "check_confusion_matrix",

@@ -30,6 +30,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import skimage.data
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 from PIL import Image
 
 from minialex import backend, exercises
@@ -45,6 +46,8 @@ from minialex.models import alexnet
 from minialex.training.metrics import topk_hits
 
 np.set_printoptions(precision=4, suppress=True, linewidth=120)
+set_matplotlib_formats("jpeg")  # photographs: JPEG figures keep the committed notebook small (PNG: 2.5 MB)
+plt.rcParams["figure.dpi"] = 72
 workdir = Path(tempfile.mkdtemp(prefix="minialex-photos-"))  # every file this notebook writes goes here
 
 # %% [markdown]
@@ -101,7 +104,7 @@ for name in names:
 # (`crop_windows`), on uint8 pixels, before anything is converted to floats.
 
 # %%
-minialex_seed(0)
+minialex_seed(4)
 batch = np.repeat(photos[2:3], 4, axis=0)  # four copies of chelsea
 top, left = ops.draw_crops(4, 256, 256, 227)
 flips = ops.draw_flips(4)
