@@ -125,8 +125,8 @@ print("crop shape:", crops.shape, crops.dtype, "  distinct training inputs per p
 # pixel"*: the **mean image**, a $3\times256\times256$ average of the training photos, pixel by pixel. Most later
 # implementations subtract a per-channel mean (three numbers) instead, and divide by a per-channel standard
 # deviation. minialex computes both exactly, in integers (`minialex.data.stats.PixelStats`), as the cache does
-# for a whole folder. With four photos the mean image is still recognisably made of them; over a million it is an
-# almost uniform brownish grey, and the two choices are nearly the same.
+# for a whole folder. With four photos the mean image is still recognisably made of them; averaged over a million
+# photographs it is smooth and nearly uniform, so the two choices differ much less than they do here.
 
 # %%
 stats = PixelStats(3, image_shape=(3, 256, 256))

@@ -321,8 +321,7 @@ for rank, (loss, grads) in enumerate(on_every_rank(forward_backward_broken, comm
 # %% [markdown]
 # The forward pass is untouched, so the loss is right; fc5's and conv3's gradients are right too (they are
 # computed before the broken exchange in the backward pass); every layer below it, conv2 and conv1, gets a wrong
-# gradient. A training run with this bug would still learn something, only worse, which is why the comparison
-# with one process, layer by layer, is the test that matters.
+# gradient. The loss alone would never reveal this bug; the comparison with one process, layer by layer, does.
 #
 # ## 11.5 One training step, and the cluster estimate
 #
@@ -366,8 +365,10 @@ for gbit in (10, 100):
 # Two GTX 580s on one PCIe bus spent about 1 % of their time exchanging activations: the split was nearly free,
 # and it bought the memory to hold the network at all. (The paper also reports that the two-GPU net had 1.7 %
 # lower top-1 error than a one-GPU net with half the kernels in each layer; that compares two networks of
-# different size, not the split itself.) On fast GPUs the same exchanges become a large share, unless they
-# overlap with computation, which minialex does not do.
+# different size, not the split itself.) Data parallelism on the same two cards would allreduce 244 MB of gradients
+# every step: 0.195 s on 10 Gb/s, a third of the 0.556 s that each card computes on its 64 images of the batch,
+# affordable only if it overlaps the backward pass. On fast GPUs the split's exchanges become a large share too,
+# unless they overlap with computation, which minialex does not do.
 #
 # ## 11.6 The real thing: two processes over MPI
 #
