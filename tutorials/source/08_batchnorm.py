@@ -99,7 +99,7 @@ print("per-channel mean of y:", y.mean(axis=(0, 2, 3)), "  std:", y.std(axis=(0,
 # `(dx, dgamma, dbeta)` with `dgamma` and `dbeta` of shape $(C,)$. Recompute $\mu$, $s$ and $\hat x$ from `x` (a
 # real layer keeps them from the forward pass); reduce over the axes `(0, 2, 3)` with `keepdims=True` so that the
 # per-channel numbers broadcast. The check compares `dx` with finite differences and `dgamma`, `dbeta` with
-# `BatchNorm2d`, on channels with only 6 to 27 values, where every $1/M$ term matters.
+# `BatchNorm2d`, on channels with only 6 to 36 values, where every $1/M$ term matters.
 
 
 # %% [exercise]
