@@ -30,6 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 import minialex
@@ -121,6 +122,18 @@ for batch in (32, 128, 1024):
         f"  batch {batch:>4}: split {split / 1e6:6.1f} MB per step and rank; data parallelism / split = {allreduce / split:5.1f}"
     )
 print(f"equal at a batch of {allreduce / plan.bytes_per_step(1, 4):.0f}")
+
+batches = np.array([8, 16, 32, 64, 128, 256, 512, 1024, 2048])
+fig, ax = plt.subplots(figsize=(5.5, 3))
+ax.loglog(batches, [plan.bytes_per_step(int(b), 4) / 1e6 for b in batches], "o-", label="model split (activations)")
+ax.loglog(batches, np.full(len(batches), allreduce / 1e6), "--", label="data parallelism (gradients)")
+ax.axvline(128, color="gray", lw=0.8)
+ax.text(128, 2, " the paper's batch", color="gray", fontsize=8)
+ax.set_xlabel("batch size")
+ax.set_ylabel("MB sent per step and rank")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # At the paper's batch of 128 the split sends 6 times less than an allreduce of the gradients would. That, and
