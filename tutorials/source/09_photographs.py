@@ -22,6 +22,7 @@
 
 # %%
 import json
+import shutil
 import tempfile
 import time
 import warnings
@@ -404,6 +405,9 @@ minialex_seed(0)
 x = pipeline.train(changed.train_images[:4])
 print("a training batch:", tuple(x.shape), x.dtype, f"mean {float(x.mean()):.3f}, std {float(x.std()):.3f}")
 print("ten views of two test images:", len(pipeline.ten_crops(changed.test_images[:2])), "batches of", (2, 3, 227, 227))
+
+# %%
+shutil.rmtree(workdir)  # the temporary folder of this notebook, and everything in it
 
 # %% [markdown]
 # ## Summary

@@ -441,6 +441,9 @@ else:
     except subprocess.TimeoutExpired:
         print("(mpiexec did not finish within 120 s: skipped)")
 
+# %%
+shutil.rmtree(workdir)  # the temporary folder of this notebook, and everything in it
+
 # %% [markdown]
 # ## Summary
 #
