@@ -154,7 +154,9 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     """(checker, description, wrong function, a phrase the verdict must contain)."""
     import numpy as np
 
+    from minialex.exercises.batchnorm import batchnorm_backward_variant
     from minialex.exercises.lrn import lrn_backward_variant
+    from minialex.exercises.photographs import covariance_variant, noise_variant
 
     s1, s2 = _solution("01_chain_rule"), _solution("02_convolution_as_gemm")
     s4, s5 = _solution("04_local_response_norm"), _solution("05_assembling_alexnet")
@@ -301,6 +303,35 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
     def intensity_macs(m, k, n, itemsize=4):
         return s7["gemm_intensity"](m, k, n, itemsize) / 2
 
+    def batchnorm_mistake(mistake):
+        return lambda x, gamma, dy, eps: batchnorm_backward_variant(x, gamma, dy, eps, mistake)
+
+    def covariance_mistake(mistake):
+        return lambda images: covariance_variant(images, mistake)
+
+    def noise_mistake(mistake):
+        return lambda x, eigvals, eigvecs, alpha: noise_variant(x, eigvals, eigvecs, alpha, mistake)
+
+    def noise_in_place(x, eigvals, eigvecs, alpha):
+        x += ((alpha * eigvals) @ eigvecs.T)[:, :, None, None]
+        return x
+
+    def noise_per_pixel(x, eigvals, eigvecs, alpha):
+        per_pixel = np.random.default_rng(0).normal(0, 0.1, (x.shape[0], x.shape[2], x.shape[3], 3))
+        return x + ((per_pixel * eigvals) @ eigvecs.T).transpose(0, 3, 1, 2)
+
+    def allgather_whole(c, h, w, p, itemsize):
+        return ((p - 1) * c * h * w * itemsize,) * 2
+
+    def allgather_one_peer(c, h, w, p, itemsize):
+        return (c // p * h * w * itemsize,) * 2
+
+    def allgather_elements(c, h, w, p, itemsize):
+        return ((p - 1) * c // p * h * w,) * 2
+
+    def allgather_free_backward(c, h, w, p, itemsize):
+        return (p - 1) * c // p * h * w * itemsize, 0
+
     def crashes(*args):
         return args[0] @ np.ones((999, 1))
 
@@ -343,6 +374,27 @@ def _wrong_answers() -> list[tuple[str, str, object, str]]:
         ("check_confusion_matrix", "transposed", confusion_transposed, "Rows are the true class"),
         ("check_im2col_bytes", "padding ignored", im2col_bytes_no_padding, "real buffer"),
         ("check_gemm_intensity", "MACs, not FLOPs", intensity_macs, "2 FLOPs per multiply-add"),
+        ("check_batchnorm_backward", "no mean term", batchnorm_mistake("no-mean-term"), "through μ"),
+        ("check_batchnorm_backward", "no variance term", batchnorm_mistake("no-variance-term"), "through σ²"),
+        ("check_batchnorm_backward", "mu, sigma constant", batchnorm_mistake("constants"), "as constants"),
+        ("check_batchnorm_backward", "M - 1", batchnorm_mistake("n-minus-1"), "M − 1"),
+        ("check_batchnorm_backward", "dgamma averaged", batchnorm_mistake("averaged"), "not means"),
+        ("check_batchnorm_backward", "dgamma from x", batchnorm_mistake("dgamma-from-x"), "x̂"),
+        ("check_batchnorm_backward", "batch axis only", batchnorm_mistake("batch-axis-only"), "N·H·W"),
+        ("check_rgb_covariance", "not centred", covariance_mistake("uncentred"), "subtract the mean"),
+        ("check_rgb_covariance", "np.cov's P - 1", covariance_mistake("P - 1"), "P − 1"),
+        ("check_rgb_covariance", "reshape mixes images", covariance_mistake("mixed reshape"), "transpose"),
+        ("check_rgb_covariance", "0..255 units", covariance_mistake("0..255"), "divide them by 255"),
+        ("check_rgb_covariance", "mean of per-image covariances", covariance_mistake("per image"), "all pixels"),
+        ("check_pca_colour_noise", "sqrt of the eigenvalues", noise_mistake("sqrt"), "√λ"),
+        ("check_pca_colour_noise", "eigenvectors as rows", noise_mistake("rows"), "rows"),
+        ("check_pca_colour_noise", "one alpha for all images", noise_mistake("one alpha"), "its own α_n"),
+        ("check_pca_colour_noise", "in place", noise_in_place, "modified"),
+        ("check_pca_colour_noise", "alpha per pixel", noise_per_pixel, "same shift"),
+        ("check_allgather_bytes", "the whole activation", allgather_whole, "only its block"),
+        ("check_allgather_bytes", "one peer only", allgather_one_peer, "P − 1"),
+        ("check_allgather_bytes", "elements, not bytes", allgather_elements, "itemsize"),
+        ("check_allgather_bytes", "backward sends nothing", allgather_free_backward, "reduce-scatter"),
         ("check_im2col", "crashes", crashes, "raised"),
         ("check_lrn_backward", "unsolved stub", stub, "not yet implemented"),
     ]

@@ -28,10 +28,14 @@ module                 graders
 ``assembling``         :func:`check_pool5_side`, :func:`check_conv_cost`
 ``training``           :func:`check_sgd_paper_step`, :func:`check_confusion_matrix`
 ``cpu_vs_gpu``         :func:`check_im2col_bytes`, :func:`check_gemm_intensity`
+``batchnorm``          :func:`check_batchnorm_backward`
+``photographs``        :func:`check_rgb_covariance`, :func:`check_pca_colour_noise`
+``two_gpu_split``      :func:`check_allgather_bytes`
 =====================  =========================================================================
 """
 
 from minialex.exercises.assembling import check_conv_cost, check_pool5_side
+from minialex.exercises.batchnorm import check_batchnorm_backward
 from minialex.exercises.chain_rule import check_linear_backward, check_softmax_ce_backward
 from minialex.exercises.convolution import (
     check_col2im,
@@ -41,10 +45,14 @@ from minialex.exercises.convolution import (
 )
 from minialex.exercises.cpu_vs_gpu import check_gemm_intensity, check_im2col_bytes
 from minialex.exercises.lrn import check_lrn_backward, check_lrn_forward
+from minialex.exercises.photographs import check_pca_colour_noise, check_rgb_covariance
 from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_backward
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
+from minialex.exercises.two_gpu_split import check_allgather_bytes
 
 __all__ = [
+    "check_allgather_bytes",
+    "check_batchnorm_backward",
     "check_col2im",
     "check_confusion_matrix",
     "check_conv_backward_naive",
@@ -57,8 +65,10 @@ __all__ = [
     "check_lrn_backward",
     "check_lrn_forward",
     "check_maxpool_backward",
+    "check_pca_colour_noise",
     "check_pool5_side",
     "check_relu_backward",
+    "check_rgb_covariance",
     "check_sgd_paper_step",
     "check_softmax_ce_backward",
 ]
