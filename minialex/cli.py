@@ -314,9 +314,10 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_OK if result.interrupted_by is None else 128 + int(result.interrupted_by)
     if result.interrupted_by is not None:
         name = signal.Signals(result.interrupted_by).name
+        launch = f"mpiexec -n {trainer.parallel.size} " if trainer.config.parallel else ""
         print(
             f"stopped by {name}: checkpoint saved to {result.checkpoint}\n"
-            f"resume with: minialex train --resume {result.checkpoint}",
+            f"resume with: {launch}minialex train --resume {result.checkpoint}",
             file=sys.stderr,
         )
         return 128 + int(result.interrupted_by)
