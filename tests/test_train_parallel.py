@@ -215,3 +215,18 @@ def test_dropout_option_sets_every_dropout_layer(tmp_path):
     assert {layer.p for _, layer in default.model.named_layers() if isinstance(layer, Dropout)} == {0.5}
     with pytest.raises(ConfigError, match="dropout"):
         TrainConfig(dropout=1.0).validate()
+
+
+def test_model_parallelism_refuses_a_model_it_cannot_split_naming_the_layer():
+    """The split is planned from the shapes before any exchange: an odd number of classes cannot be shared by
+    the two columns (a photo folder of 5 classes, say), and the error says which layer."""
+    from minialex.distributed import LocalComm
+    from minialex.models import alexnet
+
+    class TwoRanks(LocalComm):  # rank 0 of 2 as far as the plan is concerned; nothing is exchanged before it
+        def __init__(self) -> None:
+            super().__init__()
+            self.size = 2
+
+    with pytest.raises(ConfigError, match=r"^model parallelism: fc5's output features = 5 cannot be shared evenly "):
+        RunParallel("model", TwoRanks()).wrap(alexnet("mini", num_classes=5))

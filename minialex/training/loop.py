@@ -292,6 +292,7 @@ class Trainer:
         state, test = self.state, (self.data.test_images, self.data.test_labels)
         final = self.evaluate(*test)
         cfg, root = self.config, self.parallel.is_root
+        plotted = self._plotted_model()  # a collective when split: before rank 0 alone reads best.safetensors
         best = (
             final  # the other ranks write nothing: they need not read best.safetensors
             if state.best_epoch == state.epochs_done or not root
@@ -300,7 +301,7 @@ class Trainer:
         summary = self._summary("complete", final, best)
         if root:
             self.directory.write_records(state.history, summary)
-        self._plots(final)
+        self._plots(final, plotted)
         return RunResult(self.run_dir, summary, self.history, None, self.directory.last, self.parallel.rank)
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -341,9 +342,13 @@ class Trainer:
         run = {"config": self.config.to_dict(), "model": self.model.config, "parameters": self.model.num_params()}
         return report.summary(status, self.state, {**run, "dataset": self.data.info.to_dict()}, final, best)
 
-    def _plots(self, test: EvalResult | None) -> None:
+    def _plotted_model(self) -> Any:
+        """What the plots read (``conv1.weight``): the model, or under model parallelism its gathered conv1."""
+        return self.parallel.full_params(self.model, ("conv1.weight",)) if self.state.history else self.model
+
+    def _plots(self, test: EvalResult | None, model: Any = None) -> None:
         result, split = (test, "test") if test is not None else (self.last_eval, "validation")
-        model = self.parallel.full_params(self.model, ("conv1.weight",)) if self.state.history else self.model
+        model = self._plotted_model() if model is None else model
         if self.parallel.is_root:
             self.directory.write_plots(self.state, model, self.config, self.data.classes, result, split)
 
