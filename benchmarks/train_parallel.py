@@ -4,13 +4,18 @@ The command (from the repository root, with ``pip install -e ".[mpi]"``)::
 
     python -m benchmarks.train_parallel              # mini on mnist5k, 1,024 images per epoch, 3 rounds
     python -m benchmarks.train_parallel --rounds 1 --limit-train 256      # a smoke run
+    python -m benchmarks.train_parallel --rounds 1 --epochs 4 --limit-train 0 --name train-parallel-accuracy
+                                                     # the whole mnist5k, 4 epochs: the accuracy each reaches
 
 Each configuration is a real ``minialex train`` (one epoch, augmentation on, dropout as the model's) started
 as a user would: ``single`` with ``MINIALEX_THREADS=2`` and 2 BLAS threads; ``data`` and ``model`` under
 ``mpiexec -n 2`` with 1 thread per rank. What is compared is the training throughput the run itself records
-(``images_per_second`` of its history: the steps only, not start-up or evaluation). The configurations
+(``images_per_second`` of its history: the steps only, not start-up or evaluation), and the validation and
+test top-1 accuracy it reaches (augmentation and dropout make the ranks draw other numbers than one process:
+the same accuracy band is expected, not the same weights). The configurations
 alternate inside each round (the machine is shared and drifts); the report gives the median over rounds and
-every round's figure. It writes ``benchmarks/results/train-parallel.{md,json}``.
+every round's figure. It writes ``benchmarks/results/<name>.{md,json}`` (``--name``, default
+``train-parallel``).
 """
 
 from __future__ import annotations
@@ -44,12 +49,13 @@ def command(config: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     return [exe or "mpiexec", *flags, "-n", "2", *train, "--parallel", config], env
 
 
-def run_once(config: str, args: list[str], work: Path) -> float:
-    """Training images per second of one epoch of ``config``."""
+def run_once(config: str, args: list[str], work: Path) -> tuple[float, float, float]:
+    """Training images per second (over the epochs), and validation and test top-1 accuracy, of one run."""
     out = work / f"{config}-{time.monotonic_ns()}"
     cmd, env = command(config, [*args, "--out-dir", str(out), "--no-progress"])
-    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=1800)
-    return float(json.loads((out / "history.json").read_text())[-1]["images_per_second"])
+    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=3600)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return float(metrics["images_per_second"]), float(metrics["val_accuracy"]), float(metrics["test_accuracy"])
 
 
 def main() -> None:
@@ -57,38 +63,48 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="mini")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--limit-train", type=int, default=1024)
+    parser.add_argument("--limit-train", type=int, default=1024, help="training images (0: all)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--name", default="train-parallel")
     opts = parser.parse_args()
-    args = ["--model", opts.model, "--epochs", "1", "--batch-size", str(opts.batch_size),
-            "--limit-train", str(opts.limit_train), "--limit-val", "64", "--limit-test", "64"]  # fmt: skip
+    args = ["--model", opts.model, "--epochs", str(opts.epochs), "--batch-size", str(opts.batch_size)]
+    if opts.limit_train:
+        args += ["--limit-train", str(opts.limit_train), "--limit-val", "64", "--limit-test", "64"]
+    if opts.epochs < 18:  # the default step schedule divides the lr after 12 epochs
+        args += ["--schedule", "none"]
     rates: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    accuracy: dict[str, list[tuple[float, float]]] = {c: [] for c in CONFIGS}
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(opts.rounds):
             for config in CONFIGS:
-                rates[config].append(run_once(config, args, Path(tmp)))
+                rate, val, test = run_once(config, args, Path(tmp))
+                rates[config].append(rate)
+                accuracy[config].append((val, test))
     load = os.getloadavg()
     medians = {c: statistics.median(r) for c, r in rates.items()}
     lines = [
         "# `minialex train`: 1 process × 2 threads against 2 ranks × 1 thread",
         "",
         f"`python -m benchmarks.train_parallel --rounds {opts.rounds} --model {opts.model} --batch-size "
-        f"{opts.batch_size} --limit-train {opts.limit_train}`: one epoch each, configurations alternated inside "
-        f"each round; {time.time() - started:.0f} s in all, load average at the end {load[0]:.1f} on "
+        f"{opts.batch_size} --limit-train {opts.limit_train} --epochs {opts.epochs} --name {opts.name}`: "
+        f"`minialex train {' '.join(args)}` (augmentation on, dropout the model's), configurations alternated "
+        f"inside each round; {time.time() - started:.0f} s in all, load average at the end {load[0]:.1f} on "
         f"{os.cpu_count()} cores ({time.strftime('%Y-%m-%d', time.gmtime())}).",
         "",
-        "| configuration | training images/s (median) | every round | ÷ single |",
-        "|---|---:|---|---:|",
+        "| configuration | training images/s (median) | every round | ÷ single | validation / test top-1, every round |",
+        "|---|---:|---|---:|---|",
     ]
     names = {"single": "1 process × 2 threads", "data": "`--parallel data`, 2 × 1", "model": "`--parallel model`, 2 × 1"}
     for c in CONFIGS:
         each = ", ".join(f"{r:.0f}" for r in rates[c])
-        lines.append(f"| {names[c]} | {medians[c]:.0f} | {each} | {medians[c] / medians['single']:.2f} |")
+        acc = ", ".join(f"{v:.1%} / {t:.1%}" for v, t in accuracy[c])
+        lines.append(f"| {names[c]} | {medians[c]:.0f} | {each} | {medians[c] / medians['single']:.2f} | {acc} |")
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train-parallel.md").write_text(text)
-    record = {"options": vars(opts), "rates": rates, "medians": medians, "load": load}
-    (RESULTS / "train-parallel.json").write_text(json.dumps(record, indent=1) + "\n")
+    (RESULTS / f"{opts.name}.md").write_text(text)
+    record = {"options": vars(opts), "rates": rates, "medians": medians, "accuracy": accuracy, "load": load}
+    (RESULTS / f"{opts.name}.json").write_text(json.dumps(record, indent=1) + "\n")
     print(text)
 
 
