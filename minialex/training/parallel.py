@@ -68,6 +68,15 @@ class FullOptimizer:
         return self._state
 
 
+def _check_ranks(saved: int, size: int | None, mode: str, source: str) -> None:
+    """ConfigError when a checkpoint written on ``saved`` ranks is resumed on ``size`` (None: not known yet)."""
+    if size is not None and size != saved:
+        raise ConfigError(
+            f"{source} was written by a run on {saved} ranks (--parallel {mode}), but this one has {size}: "
+            f"resume with `mpiexec -n {saved} minialex train --resume {source}`"
+        )
+
+
 class RunParallel:
     """The ranks of one run (``mode`` None: one process; every collective is then the identity).
 
@@ -90,16 +99,15 @@ class RunParallel:
         from minialex import distributed
 
         info = distributed.check_launch(mode, batch_size)
+        ranks = None
         if saved is not None:
             ranks = saved.get("ranks") if isinstance(saved, dict) else None
             if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1:
                 raise CheckpointError(f"{source}: its parallel.ranks must be a positive integer, got {ranks!r}")
-            if info.size is not None and info.size != ranks:
-                raise ConfigError(
-                    f"{source} was written by a run on {ranks} ranks (--parallel {mode}), but this one has "
-                    f"{info.size}: resume with `mpiexec -n {ranks} minialex train --resume {source}`"
-                )
+            _check_ranks(ranks, info.size, mode, source)
         comm = distributed.init(mode, batch_size)
+        if ranks is not None:
+            _check_ranks(ranks, comm.size, mode, source)  # a launcher that does not say the size (PMIx)
         return cls(mode, comm)
 
     # -- who does what ---------------------------------------------------------------------------------------
