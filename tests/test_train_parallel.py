@@ -74,7 +74,8 @@ def _assert_same_run(ours: Path, theirs: Path, bound: float) -> None:
 
 
 @needs_mpi
-@pytest.mark.parametrize(("mode", "dtype"), [("data", "float64"), ("model", "float64"), ("data", "float32")])
+@pytest.mark.parametrize(("mode", "dtype"), [("data", "float64"), ("model", "float64"), ("data", "float32"),
+                                             ("model", "float32")])  # fmt: skip
 def test_two_ranks_end_with_the_weights_of_one_process(mode, dtype, tmp_path):
     """``mpiexec -n 2 minialex train --parallel MODE`` and ``minialex train`` with the same arguments: the same
     weights, velocities and history; rank 0 alone writes the run's files and reports, once."""
