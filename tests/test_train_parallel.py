@@ -96,6 +96,24 @@ def test_two_ranks_end_with_the_weights_of_one_process(mode, dtype, tmp_path):
 
 
 @needs_mpi
+def test_three_ranks_with_uneven_and_empty_shards_match_one_process(tmp_path):
+    """Batches of 3 over 3 ranks, and a last batch of 1 image: two ranks get none and contribute zeros."""
+    out, args = tmp_path / "ranks", ["--limit-train", "40", "--batch-size", "3", "--epochs", "1", "--dtype", "float64"]
+    run = run_ranks("train_cli.py", [*TINY_ARGS, *args, "--parallel", "data", "--out-dir", str(out)], tmp_path,
+                    ranks=3, timeout=240)  # fmt: skip
+    assert not run.timed_out and run.returncode == 0, run.output[-3000:]
+    config = TrainConfig(**{**TINY, "limit_train": 40, "batch_size": 3, "epochs": 1}, augment=False, dropout=0.0,
+                         seed=4, dtype="float64", out_dir=str(tmp_path / "single"))  # fmt: skip
+    reference = Trainer(config, log=None, progress=False).fit().checkpoint
+    a, b = load_checkpoint(out / "last.safetensors"), load_checkpoint(reference)
+    worst = max(rel_diff(a.model_state[k], v) for k, v in b.model_state.items())
+    assert worst <= BOUNDS["float64"], worst
+    assert a.metadata["progress"]["history"][0]["train_loss"] == pytest.approx(
+        b.metadata["progress"]["history"][0]["train_loss"], rel=BOUNDS["float64"]
+    )
+
+
+@needs_mpi
 @pytest.mark.parametrize("mode", ["data", "model"])
 def test_a_run_stopped_on_one_rank_resumes_to_the_uninterrupted_run(mode, tmp_path):
     """Dropout and augmentation on: rank 1 alone asks to stop after global step 3, both ranks stop there and
