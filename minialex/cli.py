@@ -187,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for split in ("train", "val", "test"):  # quick tests: a seeded subset of each split
         numeric(f"limit_{split}", "", hidden=True)
+    numeric("dropout", "drop probability of every dropout layer, 0 for none (default: the model's, 0.5)")
+    arg(
+        "--parallel",
+        choices=CHOICES["parallel"][1:],
+        default=None,
+        help="train over MPI ranks: 'data' (mpiexec -n N: the batch shared out, gradients summed) or 'model' "
+        "(mpiexec -n 2: the paper's two columns of kernels); see docs/distributed.md (default: one process)",
+    )
     train.set_defaults(func=_train)
 
     # -- evaluate ------------------------------------------------------------------------------------------
@@ -302,11 +310,14 @@ def _train(args: argparse.Namespace) -> int:
     else:
         trainer = Trainer(TrainConfig(**given), log=_say, progress=args.progress)
     result = trainer.fit()
+    if result.rank != 0:  # --parallel: rank 0 reports for every rank
+        return EXIT_OK if result.interrupted_by is None else 128 + int(result.interrupted_by)
     if result.interrupted_by is not None:
         name = signal.Signals(result.interrupted_by).name
+        launch = f"mpiexec -n {trainer.parallel.size} " if trainer.config.parallel else ""
         print(
             f"stopped by {name}: checkpoint saved to {result.checkpoint}\n"
-            f"resume with: minialex train --resume {result.checkpoint}",
+            f"resume with: {launch}minialex train --resume {result.checkpoint}",
             file=sys.stderr,
         )
         return 128 + int(result.interrupted_by)

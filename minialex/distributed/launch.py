@@ -44,7 +44,7 @@ from typing import Any
 from minialex import backend, validate
 from minialex.distributed.comm import Communicator, LocalComm
 from minialex.distributed.mpi import MPIComm
-from minialex.errors import ConfigError
+from minialex.errors import ConfigError, MinialexError
 
 MODES = ("data", "model")
 MODEL_PARALLEL_RANKS = 2
@@ -239,7 +239,7 @@ def guard(comm: Communicator) -> Iterator[Communicator]:
 
     A normal exit (or ``SystemExit`` with status 0 or None) leaves the communicator open; everything else
     (exceptions, ``KeyboardInterrupt``, a non-zero ``SystemExit``) prints ``minialex: rank r of P failed: ...``
-    and aborts. With one rank the exception propagates unchanged (there is no one to stop).
+    (after the traceback, unless it is one of minialex's own errors, whose message says it all) and aborts. With one rank the exception propagates unchanged (there is no one to stop).
     """
     try:
         yield comm
@@ -251,6 +251,7 @@ def guard(comm: Communicator) -> Iterator[Communicator]:
         if comm.size > 1:
             import traceback
 
-            traceback.print_exc()
+            if not isinstance(exc, (MinialexError, KeyboardInterrupt)):  # a bug: its traceback; a mistake: one line
+                traceback.print_exc()
             comm.abort(failure_message(exc))
         raise

@@ -19,6 +19,7 @@ Where each job lives (the loop in :mod:`.loop` reads top to bottom and calls the
 :mod:`.saved_run`  a training run's record inside a checkpoint, checked before anything is built from it
 :mod:`.resume`     which options a resumed run may change; the checks that a checkpoint fits
 :mod:`.evaluation` evaluation, the initial-loss check, models restored for inference
+:mod:`.parallel`   ``--parallel data|model`` under ``mpiexec``: shards, gradient sums, rank 0 writes, stopping together
 =================  ===========================================================================================
 """
 

@@ -6,15 +6,16 @@ optimiser, model family or input pipeline is one more branch in one function.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from minialex import backend
+from minialex import backend, validate
 from minialex.data.pipeline import InputPipeline
 from minialex.errors import CheckpointError, ConfigError
-from minialex.layers import SoftmaxCrossEntropy
+from minialex.layers import Dropout, SoftmaxCrossEntropy
 from minialex.models import AlexNet, alexnet
 from minialex.optim import SGD, ReduceLROnPlateau, StepLR
 from minialex.training.config import TrainConfig
@@ -34,16 +35,31 @@ class Parts:
     pipeline: InputPipeline
 
 
-def build_parts(config: TrainConfig, data: RunData) -> Parts:
-    """Every part of a new run, drawn from minialex's generator (seed it first for a reproducible run)."""
+def build_parts(config: TrainConfig, data: RunData, wrap: Callable[[AlexNet], Any] | None = None) -> Parts:
+    """Every part of a new run, drawn from minialex's generator (seed it first for a reproducible run).
+
+    ``wrap`` turns the model into what trains before the optimiser is made for it (model parallelism: this
+    rank's column, :class:`minialex.distributed.ModelParallel`).
+    """
     channels = data.image_shape[0]
     model = alexnet(
         config.model, num_classes=len(data.classes), in_channels=channels, init=config.init, dtype=config.dtype
     )
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
+    if wrap is not None:
+        model = wrap(model)
     optimizer = SGD(model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return Parts(
         model, SoftmaxCrossEntropy(), optimizer, build_schedule(config, optimizer), build_pipeline(config, data, model)
     )
+
+
+def set_dropout(model: AlexNet, p: float) -> None:
+    """Set the drop probability of every :class:`~minialex.layers.Dropout` of ``model`` to ``p`` (0: off)."""
+    for _, layer in model.named_layers():
+        if isinstance(layer, Dropout):
+            layer.p = validate.number(p, "dropout", low=0.0, high=1.0, high_open=True, error=ConfigError)
 
 
 def build_schedule(config: TrainConfig, optimizer: SGD) -> Schedule | None:

@@ -19,6 +19,8 @@ SCHEDULES = ("plateau", "step", "none")
 INITS = (None, "he", "paper")
 DTYPES = ("float32", "float64")
 MEANS = ("image", "channel")
+PARALLEL = (None, "data", "model")
+"""``--parallel``: one process (None), data parallelism or the paper's two-column split, over MPI."""
 RESUME_OVERRIDES = ("epochs", "data_dir", "out_dir", "download")
 """The options a resumed run may change; any other differs from the checkpoint's only by mistake."""
 
@@ -78,11 +80,13 @@ RULES: dict[str, Rule] = {
     "limit_train": LIMIT,
     "limit_val": LIMIT,
     "limit_test": LIMIT,
+    "dropout": Rule(float, low=0.0, high=1.0, high_open=True, optional=True),
 }
 """The numeric options and their rules (the command line's flags use these too)."""
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "model": VARIANTS, "schedule": SCHEDULES, "init": INITS, "dtype": DTYPES, "mean": MEANS,
+    "parallel": PARALLEL,
 }  # fmt: skip
 FLAGS = ("augment", "ten_crop", "download")
 PATHS = ("out_dir", "data_dir")
@@ -136,6 +140,11 @@ class TrainConfig:
     mean: str = "image"
     """What a photo folder's images are centred with: the training split's mean ``"image"``, pixel by pixel
     (the paper, §2), or its per-``"channel"`` mean. Other data sets always use the channel means."""
+    dropout: float | None = None
+    """The drop probability of every dropout layer (0 turns dropout off); None is the variant's (0.5)."""
+    parallel: str | None = None
+    """``"data"`` or ``"model"``: train over MPI ranks started by ``mpiexec`` (see ``docs/distributed.md``);
+    None: one process."""
 
     @property
     def evaluation_batch_size(self) -> int:

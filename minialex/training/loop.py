@@ -29,6 +29,10 @@ naming the epoch, the step and the learning rate; nothing is written after it, `
 the last good state (an epoch-0 checkpoint is written before the first step, so there always is one).
 SIGINT and SIGTERM finish the step, write a checkpoint of that exact point and return with ``interrupted_by``
 set. A file that cannot be written raises :class:`~minialex.errors.WriteError`; the files already written stay.
+
+Several ranks (``config.parallel``, under ``mpiexec``): the same loop runs on every rank; where the ranks
+differ or talk (the shards, the gradient sums, rank 0 alone writing, stopping together) is
+:mod:`.parallel`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from minialex.training.evaluation import (
 )
 from minialex.training.feed import BatchFeed
 from minialex.training.monitor import Divergence, StepMonitor, first_non_finite
+from minialex.training.parallel import GRACEFUL_SIGNAL, RunParallel
 from minialex.training.progress import ProgressBar
 from minialex.training.resume import load_for_resume
 from minialex.training.rundir import BEST, LAST, RunDirectory, default_run_dir
@@ -80,6 +85,8 @@ class RunResult:
     """The signal number (SIGINT, SIGTERM) that stopped the run early, or None when it finished."""
     checkpoint: Path | None = None
     """The checkpoint to resume from (``last.safetensors``)."""
+    rank: int = 0
+    """This process's rank (``--parallel``): only rank 0 writes files and reports."""
 
 
 class Trainer:
@@ -119,17 +126,10 @@ class Trainer:
         elif overrides:
             raise ConfigError("Trainer: overrides= applies to resume= only; put the options in the config")
         self.config = cfg = (config or TrainConfig()).validate()
-        if dataset is None and is_folder_path(cfg.dataset):  # an image folder: found again from any directory
-            cfg.dataset = os.path.abspath(os.path.expanduser(cfg.dataset))
-        backend.seed(cfg.seed)
-        self.data = RunData.load(cfg, dataset, log=self.log)
-        if resumption is not None:
-            resumption.check_data(self.data)  # before anything is built
-        self.parts = build_parts(cfg, self.data)
-        self.model, self.optimizer, self.scheduler = self.parts.model, self.parts.optimizer, self.parts.scheduler
-        self.pipeline = self.parts.pipeline
-        self.resumed = resumption is not None
-        self.state = RunState() if resumption is None else resumption.restore(self.parts)
+        saved = (resumption.checkpoint.metadata, os.fspath(resume)) if resumption is not None else (None, "")
+        self.parallel = RunParallel.start(cfg.parallel, cfg.batch_size, *saved)  # before any work
+        with self.parallel.guard():
+            self._build(cfg, resumption, dataset)
         label = Path(cfg.dataset).name if self.data.info.root else cfg.dataset  # a folder: its name
         default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, label)
         self.directory = RunDirectory(cfg.out_dir or default)
@@ -137,6 +137,32 @@ class Trainer:
         self.data_wait = 0.0
         """Seconds the last epoch's steps waited for their batches (see :mod:`minialex.training.feed`)."""
         self._saved_at = self.state.position
+
+    def _build(self, cfg: TrainConfig, resumption: Any, dataset: Any) -> None:
+        """The data, the parts and the progress (a resumed run's from its checkpoint), on every rank."""
+        par = self.parallel
+        if not par.is_root:
+            self.log, self.progress = (lambda message: None), False
+            self.stops.quiet = True
+        if par.size > 1:
+            self.stops.signals = (*self.stops.signals, GRACEFUL_SIGNAL)
+        if dataset is None and is_folder_path(cfg.dataset):  # an image folder: found again from any directory
+            cfg.dataset = os.path.abspath(os.path.expanduser(cfg.dataset))
+        backend.seed(cfg.seed)
+        self.data = par.root_first(lambda: RunData.load(cfg, dataset, log=self.log))
+        if resumption is not None:
+            resumption.check_data(self.data)  # before anything is built
+        self.parts = build_parts(cfg, self.data, wrap=par.wrap)
+        self.model, self.optimizer, self.scheduler = self.parts.model, self.parts.optimizer, self.parts.scheduler
+        self.pipeline = self.parts.pipeline
+        self.resumed = resumption is not None
+        if resumption is None:
+            self.state = RunState()
+            par.seed_ranks(cfg.seed)
+        else:
+            par.adapt_checkpoint(resumption.checkpoint, self.model)
+            self.state = resumption.restore(self.parts)
+            par.after_restore(resumption.checkpoint, self.state)
 
     @property
     def run_dir(self) -> Path:
@@ -153,12 +179,19 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> RunResult:
         """Run (or continue) training to ``config.epochs``; returns the :class:`RunResult`."""
+        with self.parallel.guard():
+            result = self._fit()
+        self.parallel.close()
+        return result
+
+    def _fit(self) -> RunResult:
         cfg, state = self.config, self.state
-        self.directory.prepare(cfg.to_dict())
-        if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
-            metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
-        for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
-            self.log(line)
+        if self.parallel.is_root:  # rank 0 writes every file of the run
+            self.directory.prepare(cfg.to_dict())
+            if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
+                metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
+            for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
+                self.log(line)
         if state.global_step == 0:  # a new run (or one resumed before its first step)
             self.check_initial_loss()
             self._save(LAST)  # epoch 0: a good checkpoint exists before the first step
@@ -167,9 +200,14 @@ class Trainer:
                 if not self._train_epoch(epoch):
                     return self._stopped()
                 self._end_epoch(epoch)
-                if self.stops.signal is not None and epoch < cfg.epochs:
+                if self._stop_agreed() and epoch < cfg.epochs:
                     return self._stopped()
         return self._complete()
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop was requested (on any rank: every rank gets the same answer)."""
+        self.stops.signal = self.parallel.agree_stop(self.stops.signal)
+        return self.stops.signal is not None
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train ``epoch`` from the step reached; False when a stop was requested before its end."""
@@ -177,11 +215,12 @@ class Trainer:
         n, done = len(data.train_labels), state.step_in_epoch
         steps, monitor = num_batches(n, cfg.batch_size), StepMonitor(state.partial)
         batches = epoch_batches(n, cfg.batch_size, seed=cfg.seed, epoch=epoch, start=done)
+        batches = (self.parallel.shard(batch) for batch in batches)  # data parallelism: this rank's share
         self.model.train()
         feed = BatchFeed(data.train_images, data.train_labels, batches)
         with feed, ProgressBar(steps, done, f"epoch {epoch}/{cfg.epochs}", self.progress) as bar:
             for step, (images, labels) in enumerate(feed, start=done + 1):
-                self._step(monitor, step, images, labels)
+                self._step(monitor, step, images, labels, min(cfg.batch_size, n - (step - 1) * cfg.batch_size))
                 state.step_in_epoch, state.global_step = step, state.global_step + 1
                 bar.advance()
                 if monitor.due():
@@ -189,18 +228,23 @@ class Trainer:
                     bar.show(state.partial)
                 if self.on_step is not None:
                     self.on_step(self, epoch, step)
-                if self.stops.signal is not None and step < steps:
+                if self._stop_agreed() and step < steps:
                     break
             self._flush(monitor, epoch, weights=True)  # before any checkpoint: no bad weights saved as good
         self.data_wait = feed.waited
         return state.step_in_epoch == steps
 
-    def _step(self, monitor: StepMonitor, step: int, images: np.ndarray, labels: np.ndarray) -> None:
+    def _step(self, monitor: StepMonitor, step: int, images: np.ndarray, labels: np.ndarray, total: int) -> None:
+        """One SGD step on ``images`` (this rank's share of a batch of ``total``; all of it on one process)."""
+        if len(labels) == 0:  # data parallelism: a last batch smaller than the rank count leaves this rank none
+            self.parallel.backward(self.model, None, 0, total)
+            self.optimizer.step()
+            return
         x = self.pipeline.train(images)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught and named by the monitor
             logits = self.model.forward(x)
             loss = self.parts.loss.forward(logits, labels)  # host labels: no device round trip
-            self.model.backward(self.parts.loss.backward(), need_input_grad=False)
+            self.parallel.backward(self.model, self.parts.loss.backward(), len(labels), total)
             monitor.observe(step, self.state.global_step + 1, loss, logits, labels, self.model.grads)
             self.optimizer.step()
 
@@ -217,6 +261,7 @@ class Trainer:
     def _end_epoch(self, epoch: int) -> None:
         """Evaluate on the validation split, record the epoch, step the schedule, write records and checkpoints."""
         state, started = self.state, time.perf_counter()
+        state.partial = self.parallel.global_totals(state.partial)  # data parallelism: every rank's shard
         self.last_eval = val = self.evaluate()
         state.finish_epoch(
             report.epoch_row(
@@ -226,33 +271,38 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step(val.error)  # the lr it sets applies from the next epoch on, and is saved below
         improved = state.improves(epoch, val.accuracy)
-        self.directory.write_records(state.history, self._summary("running"))
+        if self.parallel.is_root:
+            self.directory.write_records(state.history, self._summary("running"))
         self._save(LAST)
         if improved:
             self._save(BEST)
         self.log(report.epoch_message(state.history[-1], self.config.epochs))
 
     def _stopped(self) -> RunResult:
+        self.state.partial = self.parallel.global_totals(self.state.partial)
         path = self._save(LAST, interrupted=True)
         summary = self._summary("interrupted")
-        self.directory.write_records(self.state.history, summary)
+        if self.parallel.is_root:
+            self.directory.write_records(self.state.history, summary)
         self._plots(None)
-        return RunResult(self.run_dir, summary, self.history, self.stops.signal, path)
+        return RunResult(self.run_dir, summary, self.history, self.stops.signal, path, self.parallel.rank)
 
     def _complete(self) -> RunResult:
         """Report the test split: the final model and best.safetensors (the same weights when best is last)."""
         state, test = self.state, (self.data.test_images, self.data.test_labels)
         final = self.evaluate(*test)
-        cfg = self.config
+        cfg, root = self.config, self.parallel.is_root
+        plotted = self._plotted_model()  # a collective when split: before rank 0 alone reads best.safetensors
         best = (
-            final
-            if state.best_epoch == state.epochs_done
+            final  # the other ranks write nothing: they need not read best.safetensors
+            if state.best_epoch == state.epochs_done or not root
             else evaluate_checkpoint(self.directory.best, *test, cfg.ten_crop, cfg.evaluation_batch_size, self.log)
         )
         summary = self._summary("complete", final, best)
-        self.directory.write_records(state.history, summary)
-        self._plots(final)
-        return RunResult(self.run_dir, summary, self.history, None, self.directory.last)
+        if root:
+            self.directory.write_records(state.history, summary)
+        self._plots(final, plotted)
+        return RunResult(self.run_dir, summary, self.history, None, self.directory.last, self.parallel.rank)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def evaluate(self, images: Any = None, labels: Any = None, ten_crop: bool | None = None) -> EvalResult:
@@ -274,9 +324,16 @@ class Trainer:
         return loss
 
     def _save(self, name: str, interrupted: bool = False) -> Path:
+        """Write checkpoint ``name`` (rank 0; under model parallelism every rank first gathers the weights)."""
         progress = dataclasses.replace(self.state, interrupted=interrupted)
         saved = SavedRun(self.config, self.data.info, progress, self.model.config)
-        path = self.directory.save_checkpoint(name, self.parts, saved.to_metadata(), self.data.arrays)
+        parts, metadata = self.parallel.checkpoint_parts(self.parts), saved.to_metadata()
+        ranks = self.parallel.metadata()
+        if ranks is not None:
+            metadata["parallel"] = ranks
+        path = self.directory.path / name
+        if self.parallel.is_root:
+            path = self.directory.save_checkpoint(name, parts, metadata, self.data.arrays)
         if name == LAST:
             self._saved_at = self.state.position
         return path
@@ -285,9 +342,15 @@ class Trainer:
         run = {"config": self.config.to_dict(), "model": self.model.config, "parameters": self.model.num_params()}
         return report.summary(status, self.state, {**run, "dataset": self.data.info.to_dict()}, final, best)
 
-    def _plots(self, test: EvalResult | None) -> None:
+    def _plotted_model(self) -> Any:
+        """What the plots read (``conv1.weight``): the model, or under model parallelism its gathered conv1."""
+        return self.parallel.full_params(self.model, ("conv1.weight",)) if self.state.history else self.model
+
+    def _plots(self, test: EvalResult | None, model: Any = None) -> None:
         result, split = (test, "test") if test is not None else (self.last_eval, "validation")
-        self.directory.write_plots(self.state, self.model, self.config, self.data.classes, result, split)
+        model = self._plotted_model() if model is None else model
+        if self.parallel.is_root:
+            self.directory.write_plots(self.state, model, self.config, self.data.classes, result, split)
 
 
 def fit(config: TrainConfig | None = None, **kwargs: Any) -> RunResult:

@@ -19,9 +19,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopRequests:
     """A context manager that installs the handlers and puts the previous ones back on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = STOP_SIGNALS) -> None:
         self.signal: int | None = None
         """The signal number of the first stop request, or None."""
+        self.signals = tuple(signals)
+        """The signals that request a stop (a run over MPI adds SIGUSR1, which ``mpiexec`` forwards)."""
+        self.quiet = False
+        """Write no note when a signal arrives (the ranks other than 0 of a distributed run)."""
         self._previous: dict[int, Any] = {}
 
     def request(self, signum: int = signal.SIGINT) -> None:
@@ -32,6 +36,8 @@ class StopRequests:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signal = signum
+        if self.quiet:
+            return
         # Written straight to file descriptor 2: print() is not safe inside a signal handler.
         note = f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint (Ctrl-C again aborts)\n"
         try:
@@ -42,7 +48,7 @@ class StopRequests:
     def __enter__(self) -> StopRequests:
         self.signal = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return self
 
     def __exit__(self, *exc: object) -> None:
