@@ -32,7 +32,7 @@ line too, ``--help`` included.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import signal
 import sys
@@ -285,9 +285,45 @@ def build_parser() -> argparse.ArgumentParser:
 # The commands. Each returns the exit status.
 
 
+_stdout_lost: list[str] = []  # why stdout stopped working, once it has
+
+
+def _drop_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that nothing buffered fails again (at exit, too)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stdout)
+        pass
+
+
 def _say(message: str) -> None:
-    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch)."""
-    print(message, flush=True)
+    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch).
+
+    Progress is not the result: when stdout goes away (``| head`` closed the pipe, a full disk) the run goes
+    on, its messages are dropped after one note on stderr, and its run directory is written as always.
+    """
+    if _stdout_lost:
+        return
+    try:
+        print(message, flush=True)
+    except OSError as exc:
+        _stdout_lost.append(exc.strerror or type(exc).__name__)
+        _drop_stdout()
+        with contextlib.suppress(OSError):
+            print(f"minialex: stdout lost ({_stdout_lost[0]}); carrying on without messages", file=sys.stderr)
+
+
+def _out(text: str) -> None:
+    """A command's result on stdout; if it cannot be written, a WriteError (one line, status 2)."""
+    from minialex.errors import WriteError
+
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        _drop_stdout()
+        raise WriteError(f"the output cannot be written to stdout ({exc.strerror or exc})") from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -310,12 +346,13 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(result.interrupted_by)
-    print(done_message(result.metrics))
-    print(f"run directory: {result.run_dir}")
+    _say(done_message(result.metrics))
+    _say(f"run directory: {result.run_dir}")
     return EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from minialex.training import metrics
     from minialex.training.evaluation import evaluate_split, load_trained
 
     trained = load_trained(args.checkpoint)
@@ -337,10 +374,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             "ten_crop": bool(args.ten_crop),
             **result.as_dict(args.split),
         }
-        print(json.dumps(out, indent=2))
+        _out(metrics.dumps(out))  # valid JSON: a non-finite figure is null
     else:
         among = f", scored over the model's {len(trained.classes)} classes" if mapped else ""
-        print(
+        _out(
             f"{args.checkpoint}: {config.model} on {name}, {split} split ({result.count} images, {views}{among}): "
             f"top-1 error {result.error:.2%}, top-5 error {1 - result.top5_accuracy:.2%} (top-1 accuracy "
             f"{result.accuracy:.2%}, top-5 accuracy {result.top5_accuracy:.2%}), loss {result.loss:.4f}"
@@ -404,11 +441,12 @@ def _predict(args: argparse.Namespace) -> int:
     probs = trained.predict(images, ten_crop=args.ten_crop)
     top = min(args.top, probs.shape[1])
     width = max(len(c) for c in trained.classes)
+    lines = []
     for path, p in zip(args.images, probs, strict=True):
         order = np.argsort(-p, kind="stable")[:top]
-        print(f"{path}:")
-        for rank, k in enumerate(order, 1):
-            print(f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}")
+        lines.append(f"{path}:")
+        lines += [f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}" for rank, k in enumerate(order, 1)]
+    _out("\n".join(lines))
     return 0
 
 
@@ -420,10 +458,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from minialex.layers.base import shapes_only
     from minialex.models import alexnet
 
-    model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
-    print(model.summary())
+    with shapes_only():  # shapes and counts only: no weight is allocated, whatever the sizes asked for
+        model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
+    _out(model.summary())
     return EXIT_OK
 
 
@@ -445,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal cannot show is escaped, never fatal
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
@@ -455,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as exc:
         detail = f" ({exc})" if str(exc) else ""
         return _fail(f"out of memory{detail}: try a smaller --batch-size or model", EXIT_FAILED, debug)
+    except OSError as exc:  # e.g. --help into a closed pipe or onto a full disk: one line, never a traceback
+        if exc.filename is None and isinstance(exc, BrokenPipeError | IOError) and exc.errno in (32, 28):
+            _drop_stdout()
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", EXIT_USAGE, debug)
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

@@ -142,7 +142,7 @@ def test_data_info_round_trips_and_format_1_lacks_the_new_fields():
         ({"classes": []}, "dataset.classes must be a non-empty list of names"),
         ({"classes": [0, 1]}, "dataset.classes must be a non-empty list of names"),
         ({"image_shape": [1, 28]}, "dataset.image_shape must be [C, H, W]"),
-        ({"image_shape": [1, 0, 28]}, "dataset.image_shape must be an integer >= 1, got 0"),
+        ({"image_shape": [1, 0, 28]}, "dataset.image_shape must be an integer in [1, 4096], got 0"),
         ({"mean": [0.1, 0.2]}, "dataset.mean must hold 1 numbers"),
         ({"std": [0.0]}, "dataset.std must be a finite number > 0, got 0.0"),
         ({"train_images": -3}, "dataset.train_images must be an integer >= 0"),
