@@ -38,7 +38,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -386,44 +385,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert: bool = False) -> np.ndarray:
-    """Read an image file as uint8 (C, H, W) of the given shape: channels converted, resized bilinearly.
+    """An image file as uint8 (C, H, W) of ``shape`` (see :func:`minialex.data.imagefile.load_image`)."""
+    from minialex.data.imagefile import load_image as load
 
-    PNG and JPEG are read with Pillow (a dependency of matplotlib); ``.npy`` arrays (H, W), (H, W, C) or
-    (C, H, W), uint8 or floats in [0, 1], are read with ``allow_pickle=False``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    channels, height, width = shape
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-                array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
-            if array.ndim == 3 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3) or array.size == 0:
-                raise DataError(
-                    f"{path}: expected an image array (H, W), (H, W, 3) or (C, H, W), got shape {array.shape}"
-                )
-            if array.dtype.kind == "f":
-                if not np.isfinite(array).all():
-                    raise DataError(f"{path}: the array holds NaN or infinite values")
-                array = array * 255.0 if array.max() <= 1.0 else array
-            if array.dtype.kind not in "fiub":
-                raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
-            image = Image.fromarray(np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8))
-        else:
-            image = Image.open(path)
-            image.load()
-    except (OSError, ValueError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot be read as an image ({exc})") from exc
-    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-    pixels = np.asarray(image, dtype=np.uint8)
-    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    if pixels.shape[0] != channels:
-        raise DataError(f"{path}: cannot convert to {channels} channels")
-    return 255 - pixels if invert else pixels
+    return load(path, shape, invert)
 
 
 def _predict(args: argparse.Namespace) -> int:

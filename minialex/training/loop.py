@@ -132,7 +132,9 @@ class Trainer:
         self.state = RunState() if resumption is None else resumption.restore(self.parts)
         label = Path(cfg.dataset).name if self.data.info.root else cfg.dataset  # a folder: its name
         default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, label)
-        self.directory = RunDirectory(cfg.out_dir or default)
+        path = Path(cfg.out_dir or default)
+        resuming = resume is not None and path.resolve() == Path(resume).resolve().parent
+        self.directory = RunDirectory(path, fresh=cfg.out_dir is None and resume is None, resuming=resuming)
         self.last_eval: EvalResult | None = None
         self.data_wait = 0.0
         """Seconds the last epoch's steps waited for their batches (see :mod:`minialex.training.feed`)."""
@@ -154,22 +156,41 @@ class Trainer:
     def fit(self) -> RunResult:
         """Run (or continue) training to ``config.epochs``; returns the :class:`RunResult`."""
         cfg, state = self.config, self.state
-        self.directory.prepare(cfg.to_dict())
+        with self.stops:  # from the start: a stop during the first checkpoint waits for it to be written
+            self.directory.prepare(cfg.to_dict())
+            try:
+                return self._fit(cfg, state)
+            finally:
+                self.directory.release()
+
+    def _fit(self, cfg: TrainConfig, state: RunState) -> RunResult:
         if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
             metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
         for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
             self.log(line)
+        if self.resumed:
+            self._drop_unfinished_best()
         if state.global_step == 0:  # a new run (or one resumed before its first step)
             self.check_initial_loss()
             self._save(LAST)  # epoch 0: a good checkpoint exists before the first step
-        with self.stops:
-            for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
-                if not self._train_epoch(epoch):
-                    return self._stopped()
-                self._end_epoch(epoch)
-                if self.stops.signal is not None and epoch < cfg.epochs:
-                    return self._stopped()
+        for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
+            if self.stops.signal is not None or not self._train_epoch(epoch):
+                return self._stopped()
+            self._end_epoch(epoch)
+            if self.stops.signal is not None and epoch < cfg.epochs:
+                return self._stopped()
         return self._complete()
+
+    def _drop_unfinished_best(self) -> None:
+        """Remove a ``best.safetensors`` of an epoch the run being resumed never finished.
+
+        ``best`` is written before ``last``, so a run killed between the two leaves a ``best`` one epoch ahead
+        of the checkpoint it resumes from; the resumed run repeats that epoch and writes it again if it improves.
+        """
+        best_epoch = self.directory.checkpoint_epoch(BEST)
+        if best_epoch is not None and best_epoch > self.state.epochs_done:
+            self.log(f"removing {self.directory.best}: it is of epoch {best_epoch}, which the resumed run repeats")
+            self.directory.best.unlink()
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train ``epoch`` from the step reached; False when a stop was requested before its end."""
@@ -227,9 +248,9 @@ class Trainer:
             self.scheduler.step(val.error)  # the lr it sets applies from the next epoch on, and is saved below
         improved = state.improves(epoch, val.accuracy)
         self.directory.write_records(state.history, self._summary("running"))
-        self._save(LAST)
-        if improved:
+        if improved:  # best first: killed between the two, the resumed run repeats this epoch and its best
             self._save(BEST)
+        self._save(LAST)
         self.log(report.epoch_message(state.history[-1], self.config.epochs))
 
     def _stopped(self) -> RunResult:
