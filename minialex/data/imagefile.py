@@ -67,7 +67,11 @@ def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert
     """
     channels, height, width = shape
     path = Path(path)
-    image = _npy_image(path) if path.suffix.lower() == ".npy" else photo.open_image(path)
+    try:
+        image = _npy_image(path) if path.suffix.lower() == ".npy" else photo.open_image(path)
+    except photo.ImageFileError as exc:
+        detail = f": {exc.detail}" if exc.detail else ""
+        raise DataError(f"{path}: cannot be read as an image ({exc.kind}{detail})") from exc
     image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
     pixels = np.asarray(image, dtype=np.uint8)
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)

@@ -87,6 +87,24 @@ def _check_size(shape: Shape, what: str) -> None:
         )
 
 
+MAX_ACTIVATION_ELEMENTS = 2**32
+"""The most elements an array a layer computes may have (16 GiB of float32): larger is a mistake in its sizes."""
+
+
+def check_elements(what: str, shape: Shape, limit: int = MAX_ACTIVATION_ELEMENTS) -> None:
+    """LayerInputError naming ``what`` if an array of ``shape`` would have more than ``limit`` elements.
+
+    Called before allocating, so that a padding of 10⁶ or a huge image fails at once with a message instead of
+    a ``MemoryError`` (or a machine swapping for minutes).
+    """
+    elements = math.prod(shape)
+    if elements > limit:
+        raise LayerInputError(
+            f"{what} of shape {tuple(shape)} would have {elements:,} elements, more than the {limit:,} allowed; "
+            "check the padding, kernel, stride and input sizes"
+        )
+
+
 def initial_weight(shape: Shape, fan_in: int, weight_std: float | None, dtype: Any, what: str) -> Array:
     """A weight drawn once from N(0, std²): He's std = √(2 / fan_in) when ``weight_std`` is None.
 
