@@ -78,3 +78,12 @@ def test_the_loss_rejects_an_upstream_gradient_of_the_wrong_shape_and_an_empty_b
 def test_lrn_refuses_non_finite_hyper_parameters(name, value):
     with pytest.raises(LayerInputError, match=f"LocalResponseNorm: {name} must be a finite number"):
         LocalResponseNorm(**{name: value})
+
+
+def test_an_absurd_thread_count_is_refused_naming_the_variable():
+    from minialex._engine import parallel
+    from minialex.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"MINIALEX_THREADS must be at most 1024 .*got 100000"):
+        parallel.threads_from_environment("100000")
+    assert parallel.threads_from_environment("1024") == 1024
