@@ -24,6 +24,11 @@ and the exit status says what happened:
 143   stopped by SIGTERM (128 + the signal number, as a shell reports it); a checkpoint was saved
 ====  ==========================================================================================
 
+Output. Progress lines of ``train`` go to stdout; if stdout goes away (``| head`` closed the pipe, a full disk)
+the run goes on without them and writes its run directory as always. A command's result that cannot be written
+is one line on stderr (status 2). Characters the terminal's encoding lacks are escaped (``\\xd7``), and
+``--json`` output is valid JSON (a non-finite figure is ``null``).
+
 The package is imported inside the error handling (:func:`main`): a bad ``MINIALEX_BACKEND`` or
 ``MINIALEX_THREADS`` raises when the backend or the thread pool is first imported, and must end as one
 line too, ``--help`` included.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -464,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = f" ({exc})" if str(exc) else ""
         return _fail(f"out of memory{detail}: try a smaller --batch-size or model", EXIT_FAILED, debug)
     except OSError as exc:  # e.g. --help into a closed pipe or onto a full disk: one line, never a traceback
-        if exc.filename is None and isinstance(exc, BrokenPipeError | IOError) and exc.errno in (32, 28):
+        if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC):
             _drop_stdout()
         where = f": {exc.filename}" if exc.filename else ""
         return _fail(f"{exc.strerror or exc}{where}", EXIT_USAGE, debug)

@@ -166,3 +166,18 @@ def test_bad_image_files_are_one_line(digits_checkpoint, tmp_path, capsys):
     for name, fragment in cases.items():
         status, out, err = run_main(capsys, "predict", str(digits_checkpoint), str(tmp_path / name))
         assert status == 2 and out == "" and fragment in one_line(err), (name, err)
+
+
+def test_a_run_diverging_on_the_last_step_of_its_epoch_keeps_only_a_good_checkpoint(tmp_path):
+    """One step per epoch (batch larger than the split): the divergence is in the last update of the epoch."""
+    from minialex.training.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["train", "--lr", "1e300", "--epochs", "3", "--batch-size", "4000", "--limit-train", "256"]
+    done = minialex(*argv, "--limit-val", "32", "--limit-test", "32", "--out-dir", str(out), "--no-progress", env=env())
+    err = done.stderr.decode()
+    line = one_line(err)  # no RuntimeWarning either
+    assert done.returncode == 1 and "training diverged" in line and "epoch 1, step 1" in line
+    assert f"{out / 'last.safetensors'} (after epoch 0), is kept" in line
+    kept = load_checkpoint(out / "last.safetensors")  # loads: every weight finite
+    assert kept.metadata["progress"]["epochs_done"] == 0 and not (out / "best.safetensors").exists()

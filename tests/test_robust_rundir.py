@@ -148,6 +148,7 @@ def test_killed_between_best_and_last_then_resumed_reports_a_best_that_exists(di
     result = fit(None, digits, resume=out / LAST)
     best_epoch = result.metrics["best_epoch"]
     assert (out / BEST).exists() and not stale.exists()
+    assert load_checkpoint(out / "superseded-best-epoch2.safetensors").metadata["progress"]["epochs_done"] == 2
     assert load_checkpoint(out / BEST).metadata["progress"]["epochs_done"] == best_epoch
 
 

@@ -182,15 +182,18 @@ class Trainer:
         return self._complete()
 
     def _drop_unfinished_best(self) -> None:
-        """Remove a ``best.safetensors`` of an epoch the run being resumed never finished.
+        """Move aside a ``best.safetensors`` of an epoch after the checkpoint the run resumes from.
 
         ``best`` is written before ``last``, so a run killed between the two leaves a ``best`` one epoch ahead
-        of the checkpoint it resumes from; the resumed run repeats that epoch and writes it again if it improves.
+        of its ``last``; the resumed run repeats that epoch and writes ``best`` again if it improves. The file
+        is renamed, not deleted (``superseded-best-epoch<N>.safetensors``), so that nothing is lost when the
+        run resumes from an older copy on purpose; either way the best epoch it reports is one whose file exists.
         """
         best_epoch = self.directory.checkpoint_epoch(BEST)
         if best_epoch is not None and best_epoch > self.state.epochs_done:
-            self.log(f"removing {self.directory.best}: it is of epoch {best_epoch}, which the resumed run repeats")
-            self.directory.best.unlink()
+            aside = self.directory.best.with_name(f"superseded-best-epoch{best_epoch}.safetensors")
+            self.log(f"{self.directory.best} is of epoch {best_epoch}, after the resumed checkpoint: moved to {aside}")
+            os.replace(self.directory.best, aside)
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train ``epoch`` from the step reached; False when a stop was requested before its end."""
