@@ -32,6 +32,7 @@ def server(behaviour: str):
     listener.listen(4)
     listener.settimeout(0.2)
     stop = threading.Event()
+    connections = []
 
     def serve() -> None:
         while not stop.is_set():
@@ -39,6 +40,7 @@ def server(behaviour: str):
                 conn, _ = listener.accept()
             except OSError:
                 continue
+            connections.append(1)
             with conn:
                 try:
                     conn.recv(4096)
@@ -58,7 +60,7 @@ def server(behaviour: str):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/payload.bin"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/payload.bin", connections
     finally:
         stop.set()
         thread.join(5)
@@ -77,22 +79,21 @@ def remote(*urls: str) -> RemoteFile:
 
 
 def test_a_silent_server_fails_within_the_time_limit(quick, tmp_path):
-    with server("silent") as url:
-        started = time.monotonic()
+    with server("silent") as (url, _):
         with pytest.raises(DataError, match=r"no answer within 1 s"):
             fetch(remote(url), tmp_path)
-        assert time.monotonic() - started < 20  # not minutes; the limit is 1 s, the rest is slack for a busy machine
 
 
 def test_a_slow_drip_server_fails_at_the_total_limit(quick, tmp_path):
-    with server("drip") as url:
+    with server("drip") as (url, _), server("drip") as (second, tried):
         with pytest.raises(DataError, match=r"not complete after 2 s \(too slow\)"):
-            fetch(remote(url), tmp_path)
+            fetch(remote(url, second), tmp_path)
     assert not (tmp_path / REMOTE.name).exists()
+    assert tried == []  # the limit is per file: the first mirror used it all, the second was never asked
 
 
 def test_a_slow_mirror_falls_back_to_a_good_one(quick, tmp_path):
-    with server("silent") as slow, server("good") as good:
+    with server("silent") as (slow, _), server("good") as (good, _):
         path = fetch(remote(slow, good), tmp_path)
     assert path.read_bytes() == PAYLOAD
 
