@@ -444,7 +444,8 @@ def _summary(args: argparse.Namespace) -> int:
 def _fail(message: str, status: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # stderr gone as well: the status still says it
+        print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
     return status
 
 

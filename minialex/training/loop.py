@@ -156,14 +156,16 @@ class Trainer:
     def fit(self) -> RunResult:
         """Run (or continue) training to ``config.epochs``; returns the :class:`RunResult`."""
         cfg, state = self.config, self.state
-        with self.stops:  # from the start: a stop during the first checkpoint waits for it to be written
-            self.directory.prepare(cfg.to_dict())
-            try:
-                return self._fit(cfg, state)
-            finally:
-                self.directory.release()
+        try:
+            with self.stops:  # from the start: a stop during the first checkpoint waits for it to be written
+                self.directory.prepare(cfg.to_dict())
+                stopped = self._train(cfg, state)
+            return stopped or self._complete()  # the test split: the usual signal handling applies again
+        finally:
+            self.directory.release()
 
-    def _fit(self, cfg: TrainConfig, state: RunState) -> RunResult:
+    def _train(self, cfg: TrainConfig, state: RunState) -> RunResult | None:
+        """Train to ``cfg.epochs``; the result of a stopped run, or None when every epoch is done."""
         if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
             metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
         for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
@@ -179,7 +181,7 @@ class Trainer:
             self._end_epoch(epoch)
             if self.stops.signal is not None and epoch < cfg.epochs:
                 return self._stopped()
-        return self._complete()
+        return None
 
     def _drop_unfinished_best(self) -> None:
         """Move aside a ``best.safetensors`` of an epoch after the checkpoint the run resumes from.
