@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -52,26 +53,16 @@ def brief(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def json_depth(text: str | bytes) -> int:
-    """The deepest nesting of ``[`` and ``{`` in JSON text, outside strings (a cheap scan, no recursion)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text.decode("utf-8", "replace") if isinstance(text, bytes) else text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
+    """The deepest nesting of ``[`` and ``{`` in JSON text, outside strings (no recursion, C speed)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    marks = np.frombuffer(_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    steps = np.isin(marks, (ord("["), ord("{"))).astype(np.int64) - np.isin(marks, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max()) if steps.size else 0
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
