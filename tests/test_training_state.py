@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from minialex.errors import CheckpointError, ConfigError
+from minialex.models import alexnet
 from minialex.training.config import RULES, Rule, TrainConfig
 from minialex.training.data import DataInfo, labels_digest, split_subset, subset_indices
 from minialex.training.saved_run import SavedRun, check_model_config
@@ -222,6 +223,7 @@ class FakeCheckpoint:
     def __init__(self, metadata, model_config, version=2, path="c.safetensors"):
         self.metadata, self.model_config, self.format_version = metadata, model_config, version
         self.path, self.minialex_version = path, "0.1.0"
+        self.model_state = alexnet(**model_config).state_dict()  # the tensors must fit the model config
 
 
 def test_saved_run_round_trips_and_checks_each_part():
