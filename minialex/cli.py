@@ -24,6 +24,11 @@ and the exit status says what happened:
 143   stopped by SIGTERM (128 + the signal number, as a shell reports it); a checkpoint was saved
 ====  ==========================================================================================
 
+Output. Progress lines of ``train`` go to stdout; if stdout goes away (``| head`` closed the pipe, a full disk)
+the run goes on without them and writes its run directory as always. A command's result that cannot be written
+is one line on stderr (status 2). Characters the terminal's encoding lacks are escaped (``\\xd7``), and
+``--json`` output is valid JSON (a non-finite figure is ``null``).
+
 The package is imported inside the error handling (:func:`main`): a bad ``MINIALEX_BACKEND`` or
 ``MINIALEX_THREADS`` raises when the backend or the thread pool is first imported, and must end as one
 line too, ``--help`` included.
@@ -32,13 +37,13 @@ line too, ``--help`` included.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import errno
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -293,9 +298,45 @@ def build_parser() -> argparse.ArgumentParser:
 # The commands. Each returns the exit status.
 
 
+_stdout_lost: list[str] = []  # why stdout stopped working, once it has
+
+
+def _drop_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that nothing buffered fails again (at exit, too)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stdout)
+        pass
+
+
 def _say(message: str) -> None:
-    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch)."""
-    print(message, flush=True)
+    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch).
+
+    Progress is not the result: when stdout goes away (``| head`` closed the pipe, a full disk) the run goes
+    on, its messages are dropped after one note on stderr, and its run directory is written as always.
+    """
+    if _stdout_lost:
+        return
+    try:
+        print(message, flush=True)
+    except OSError as exc:
+        _stdout_lost.append(exc.strerror or type(exc).__name__)
+        _drop_stdout()
+        with contextlib.suppress(OSError):
+            print(f"minialex: stdout lost ({_stdout_lost[0]}); carrying on without messages", file=sys.stderr)
+
+
+def _out(text: str) -> None:
+    """A command's result on stdout; if it cannot be written, a WriteError (one line, status 2)."""
+    from minialex.errors import WriteError
+
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        _drop_stdout()
+        raise WriteError(f"the output cannot be written to stdout ({exc.strerror or exc})") from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -321,12 +362,13 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(result.interrupted_by)
-    print(done_message(result.metrics))
-    print(f"run directory: {result.run_dir}")
+    _say(done_message(result.metrics))
+    _say(f"run directory: {result.run_dir}")
     return EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from minialex.training import metrics
     from minialex.training.evaluation import evaluate_split, load_trained
 
     trained = load_trained(args.checkpoint)
@@ -348,10 +390,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             "ten_crop": bool(args.ten_crop),
             **result.as_dict(args.split),
         }
-        print(json.dumps(out, indent=2))
+        _out(metrics.dumps(out))  # valid JSON: a non-finite figure is null
     else:
         among = f", scored over the model's {len(trained.classes)} classes" if mapped else ""
-        print(
+        _out(
             f"{args.checkpoint}: {config.model} on {name}, {split} split ({result.count} images, {views}{among}): "
             f"top-1 error {result.error:.2%}, top-5 error {1 - result.top5_accuracy:.2%} (top-1 accuracy "
             f"{result.accuracy:.2%}, top-5 accuracy {result.top5_accuracy:.2%}), loss {result.loss:.4f}"
@@ -360,44 +402,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert: bool = False) -> np.ndarray:
-    """Read an image file as uint8 (C, H, W) of the given shape: channels converted, resized bilinearly.
+    """An image file as uint8 (C, H, W) of ``shape`` (see :func:`minialex.data.imagefile.load_image`)."""
+    from minialex.data.imagefile import load_image as load
 
-    PNG and JPEG are read with Pillow (a dependency of matplotlib); ``.npy`` arrays (H, W), (H, W, C) or
-    (C, H, W), uint8 or floats in [0, 1], are read with ``allow_pickle=False``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    channels, height, width = shape
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-                array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
-            if array.ndim == 3 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3) or array.size == 0:
-                raise DataError(
-                    f"{path}: expected an image array (H, W), (H, W, 3) or (C, H, W), got shape {array.shape}"
-                )
-            if array.dtype.kind == "f":
-                if not np.isfinite(array).all():
-                    raise DataError(f"{path}: the array holds NaN or infinite values")
-                array = array * 255.0 if array.max() <= 1.0 else array
-            if array.dtype.kind not in "fiub":
-                raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
-            image = Image.fromarray(np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8))
-        else:
-            image = Image.open(path)
-            image.load()
-    except (OSError, ValueError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot be read as an image ({exc})") from exc
-    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-    pixels = np.asarray(image, dtype=np.uint8)
-    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    if pixels.shape[0] != channels:
-        raise DataError(f"{path}: cannot convert to {channels} channels")
-    return 255 - pixels if invert else pixels
+    return load(path, shape, invert)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -415,11 +423,12 @@ def _predict(args: argparse.Namespace) -> int:
     probs = trained.predict(images, ten_crop=args.ten_crop)
     top = min(args.top, probs.shape[1])
     width = max(len(c) for c in trained.classes)
+    lines = []
     for path, p in zip(args.images, probs, strict=True):
         order = np.argsort(-p, kind="stable")[:top]
-        print(f"{path}:")
-        for rank, k in enumerate(order, 1):
-            print(f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}")
+        lines.append(f"{path}:")
+        lines += [f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}" for rank, k in enumerate(order, 1)]
+    _out("\n".join(lines))
     return 0
 
 
@@ -431,10 +440,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from minialex.layers.base import shapes_only
     from minialex.models import alexnet
 
-    model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
-    print(model.summary())
+    with shapes_only():  # shapes and counts only: no weight is allocated, whatever the sizes asked for
+        model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
+    _out(model.summary())
     return EXIT_OK
 
 
@@ -444,7 +455,8 @@ def _summary(args: argparse.Namespace) -> int:
 def _fail(message: str, status: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # stderr gone as well: the status still says it
+        print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
     return status
 
 
@@ -456,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal cannot show is escaped, never fatal
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
@@ -466,6 +481,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as exc:
         detail = f" ({exc})" if str(exc) else ""
         return _fail(f"out of memory{detail}: try a smaller --batch-size or model", EXIT_FAILED, debug)
+    except OSError as exc:  # e.g. --help into a closed pipe or onto a full disk: one line, never a traceback
+        if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC):
+            _drop_stdout()
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", EXIT_USAGE, debug)
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

@@ -70,8 +70,22 @@ def shape_mismatches(expected: dict, given: dict) -> tuple[list[str], list[str],
 
 
 def mismatch_report(missing: list[str], unexpected: list[str], misshaped: list[str], noun: str = "tensors") -> str:
-    """``"missing tensors: a, b | unexpected tensors: c | mis-shaped tensors: d: expected …"`` ("" if all fit)."""
-    parts = [f"missing {noun}: {', '.join(missing)}"] if missing else []
-    parts += [f"unexpected {noun}: {', '.join(unexpected)}"] if unexpected else []
-    parts += [f"mis-shaped {noun}: {'; '.join(misshaped)}"] if misshaped else []
+    """``"missing tensors: a, b | unexpected tensors: c | mis-shaped tensors: d: expected …"`` ("" if all fit).
+
+    Each list shows its first :data:`REPORT_NAMES` items and how many more there are (the message stays short
+    whatever a file declares).
+    """
+
+    def some(items: list[str], sep: str) -> str:
+        shown = [item if len(item) <= 200 else item[:199] + "…" for item in items[:REPORT_NAMES]]
+        more = f"{sep}and {len(items) - REPORT_NAMES:,} more" if len(items) > REPORT_NAMES else ""
+        return sep.join(shown) + more
+
+    parts = [f"missing {noun}: {some(missing, ', ')}"] if missing else []
+    parts += [f"unexpected {noun}: {some(unexpected, ', ')}"] if unexpected else []
+    parts += [f"mis-shaped {noun}: {some(misshaped, '; ')}"] if misshaped else []
     return " | ".join(parts)
+
+
+REPORT_NAMES = 20
+"""How many names :func:`mismatch_report` lists of each kind."""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from minialex.errors import CheckpointError, ConfigError
+from minialex.models import alexnet
 from minialex.training.config import RULES, Rule, TrainConfig
 from minialex.training.data import DataInfo, labels_digest, split_subset, subset_indices
 from minialex.training.saved_run import SavedRun, check_model_config
@@ -142,7 +143,7 @@ def test_data_info_round_trips_and_format_1_lacks_the_new_fields():
         ({"classes": []}, "dataset.classes must be a non-empty list of names"),
         ({"classes": [0, 1]}, "dataset.classes must be a non-empty list of names"),
         ({"image_shape": [1, 28]}, "dataset.image_shape must be [C, H, W]"),
-        ({"image_shape": [1, 0, 28]}, "dataset.image_shape must be an integer >= 1, got 0"),
+        ({"image_shape": [1, 0, 28]}, "dataset.image_shape must be an integer in [1, 4096], got 0"),
         ({"mean": [0.1, 0.2]}, "dataset.mean must hold 1 numbers"),
         ({"std": [0.0]}, "dataset.std must be a finite number > 0, got 0.0"),
         ({"train_images": -3}, "dataset.train_images must be an integer >= 0"),
@@ -222,6 +223,7 @@ class FakeCheckpoint:
     def __init__(self, metadata, model_config, version=2, path="c.safetensors"):
         self.metadata, self.model_config, self.format_version = metadata, model_config, version
         self.path, self.minialex_version = path, "0.1.0"
+        self.model_state = alexnet(**model_config).state_dict()  # the tensors must fit the model config
 
 
 def test_saved_run_round_trips_and_checks_each_part():

@@ -25,6 +25,8 @@ from minialex import backend, validate
 from minialex.errors import ConfigError
 
 ENV_VAR = "MINIALEX_THREADS"
+MAX_THREADS = 1024
+"""More than any machine minialex runs on has cores; a larger count is a typo (and would start that many threads)."""
 
 
 def threads_from_environment(value: str | None = None) -> int:
@@ -40,7 +42,10 @@ def threads_from_environment(value: str | None = None) -> int:
         number = int(text)
     except ValueError:
         raise ConfigError(f"{ENV_VAR} must be an integer >= 1 (the number of threads), got {text!r}") from None
-    return validate.integer(number, f"{ENV_VAR} (the number of threads)", low=1)
+    number = validate.integer(number, f"{ENV_VAR} (the number of threads)", low=1)
+    if number > MAX_THREADS:
+        raise ConfigError(f"{ENV_VAR} must be at most {MAX_THREADS} (the number of threads), got {number}")
+    return number
 
 
 THREADS = threads_from_environment()

@@ -196,3 +196,32 @@ def decode(path: str | os.PathLike, size: int = SIZE, rule: str = "paper") -> np
     if pixels.shape != (size, size, 3) or pixels.dtype != np.uint8:
         raise ImageFileError(where, "unsupported image mode", f"decoded to {pixels.dtype} {pixels.shape}")
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """One image file decoded at full size, with the checks of :func:`decode`, upright, and 16-bit scaled.
+
+    The same refusals as :func:`decode` (not a regular file, not an image, a decompression bomb, a damaged
+    file: :class:`ImageFileError`), EXIF orientation applied, and 16-bit greyscale scaled to 8 bits by
+    v >> 8, never clipped. Other modes are returned as decoded ("L", "RGB", "RGBA", "P", ...).
+    """
+    where = os.fspath(path)
+    handle = _open_regular_file(where)
+    try:
+        image = _open_checked(handle, where)
+        image.load()
+        if "exif" in image.info and image.getexif().get(_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        if image.mode in _SIXTEEN_BIT:
+            return _eight_bit_grey(image)
+        if image.mode == "F":
+            raise ImageFileError(where, "unsupported image mode", "floating-point (Pillow mode F); save it as 8-bit")
+        return image
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageFileError(where, "image too large", f"a decompression bomb, refused by Pillow ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:  # Pillow on damaged files
+        raise ImageFileError(where, "truncated or corrupt image", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        handle.close()

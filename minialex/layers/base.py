@@ -25,7 +25,9 @@ parameters must have the same one, see :meth:`Layer.astype`) and accept non-cont
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,17 +53,75 @@ def float_dtype(dtype: Any, what: str) -> np.dtype:
     return resolved
 
 
+MAX_PARAMETER_ELEMENTS = 2**31
+"""The most elements one parameter array may have (8 GiB of float32; AlexNet's largest, fc6, has 37.7 M)."""
+_shapes_only = [False]
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Build layers whose parameters have their shapes but hold no memory (for a summary of any size).
+
+    Inside the block every weight and bias is a read-only zero-strided view of one zero
+    (``xp.broadcast_to``): ``shape``, ``size`` and ``dtype`` are right, nothing is allocated and no random
+    number is drawn. Such a layer is for :meth:`Layer.output_shape`, :meth:`Layer.macs` and counting
+    parameters, not for running.
+    """
+    previous, _shapes_only[0] = _shapes_only[0], True
+    try:
+        yield
+    finally:
+        _shapes_only[0] = previous
+
+
+def _placeholder(shape: Shape, dtype: np.dtype) -> Array:
+    return xp.broadcast_to(xp.zeros((), dtype=dtype), tuple(shape))
+
+
+def _check_size(shape: Shape, what: str) -> None:
+    elements = math.prod(shape)
+    if elements > MAX_PARAMETER_ELEMENTS:
+        raise LayerInputError(
+            f"{what}: a parameter of shape {tuple(shape)} would have {elements:,} elements, more than the "
+            f"{MAX_PARAMETER_ELEMENTS:,} allowed; use smaller layers"
+        )
+
+
+MAX_ACTIVATION_ELEMENTS = 2**32
+"""The most elements an array a layer computes may have (16 GiB of float32): larger is a mistake in its sizes."""
+
+
+def check_elements(what: str, shape: Shape, limit: int = MAX_ACTIVATION_ELEMENTS) -> None:
+    """LayerInputError naming ``what`` if an array of ``shape`` would have more than ``limit`` elements.
+
+    Called before allocating, so that a padding of 10⁶ or a huge image fails at once with a message instead of
+    a ``MemoryError`` (or a machine swapping for minutes).
+    """
+    elements = math.prod(shape)
+    if elements > limit:
+        raise LayerInputError(
+            f"{what} of shape {tuple(shape)} would have {elements:,} elements, more than the {limit:,} allowed; "
+            "check the padding, kernel, stride and input sizes"
+        )
+
+
 def initial_weight(shape: Shape, fan_in: int, weight_std: float | None, dtype: Any, what: str) -> Array:
     """A weight drawn once from N(0, std²): He's std = √(2 / fan_in) when ``weight_std`` is None.
 
     He's scale keeps the variance of a signal through a ReLU layer (He et al., 2015); the model builders
-    pass the paper's 0.01 or an output layer's small scale instead (see :mod:`minialex.models`).
+    pass the paper's 0.01 or an output layer's small scale instead (see :mod:`minialex.models`). A weight of
+    more than :data:`MAX_PARAMETER_ELEMENTS` elements is refused before anything is allocated (but see
+    :func:`shapes_only`).
     """
     if weight_std is None:
         std = math.sqrt(2.0 / fan_in)
     else:
         std = validate.number(weight_std, f"{what}: weight_std", low=0.0, error=LayerInputError)
-    return backend.normal(shape, std=std, dtype=float_dtype(dtype, what).type)
+    dtype = float_dtype(dtype, what)
+    if _shapes_only[0]:
+        return _placeholder(shape, dtype)
+    _check_size(shape, what)
+    return backend.normal(shape, std=std, dtype=dtype.type)
 
 
 def initial_bias(size: int, bias: bool, bias_value: float, dtype: Any, what: str) -> Array | None:
@@ -72,6 +132,9 @@ def initial_bias(size: int, bias: bool, bias_value: float, dtype: Any, what: str
         if value != 0.0:
             raise LayerInputError(f"{what}: bias_value={value} was given but bias=False")
         return None
+    if _shapes_only[0]:
+        return _placeholder((size,), float_dtype(dtype, what))
+    _check_size((size,), what)
     return xp.full(size, value, dtype=float_dtype(dtype, what))
 
 

@@ -147,11 +147,20 @@ class Sequential(Layer):
         """Copy ``state`` into the parameters and buffers in place (the optimiser keeps its references).
 
         Raises :class:`~minialex.errors.CheckpointError` listing every missing, unexpected and mis-shaped
-        tensor, before anything is copied.
+        tensor, or naming the first one that is not float32/float64 (an integer, boolean or float16 tensor
+        would be cast silently) or holds NaN or infinity, before anything is copied.
         """
         targets = self.state()
-        report = mismatch_report(*shape_mismatches(targets, {k: np.asarray(v) for k, v in state.items()}))
+        arrays = {k: np.asarray(backend.to_numpy(v)) for k, v in state.items()}
+        report = mismatch_report(*shape_mismatches(targets, arrays))
         if report:
             raise CheckpointError(f"{source} does not fit this model: {report}")
+        for name in targets:
+            if arrays[name].dtype not in (np.float32, np.float64):
+                raise CheckpointError(
+                    f"{source}: tensor {name} has dtype {arrays[name].dtype}; expected float32 or float64 weights"
+                )
+            if not np.isfinite(arrays[name]).all():
+                raise CheckpointError(f"{source}: tensor {name} holds NaN or infinite values (a diverged run?)")
         for name, value in targets.items():
             value[...] = backend.asarray(state[name], dtype=value.dtype)

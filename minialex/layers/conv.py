@@ -40,7 +40,7 @@ from minialex._engine import workspace
 from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer, Shape, initial_bias, initial_weight
+from minialex.layers.base import Array, Layer, Shape, check_elements, initial_bias, initial_weight
 from minialex.layers.im2col import IntPair, col2im, im2col, pair, window_output_size
 
 CHUNK_BYTES = 128 * 2**20
@@ -156,6 +156,10 @@ class Conv2d(Layer):
         n, c_out, oh, ow = self.output_shape(x.shape)
         self._check_param_dtype(x)
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        (ph, pw), (_, _, h, w) = self.padding, x.shape
+        check_elements(f"{self.name}: the padded input", (n, self.in_channels, h + 2 * ph, w + 2 * pw))
+        check_elements(f"{self.name}: the output", (n, c_out, oh, ow))
+        check_elements(f"{self.name}: one image's columns", (k, oh * ow))
         w_g = self.params["weight"].reshape(g, c_out // g, k // g)
         out = xp.empty((c_out, n * oh * ow), dtype=x.dtype)
         step = self.batch_chunk(x.shape, x.dtype.itemsize)

@@ -70,6 +70,11 @@ class Loss(InputChecks):
         """``dloss`` as a float: a Python or NumPy number, or a one-element array (read back once)."""
         if hasattr(dloss, "shape") and getattr(dloss, "size", 0) == 1:
             dloss = float(dloss.reshape(()))  # a device scalar: one small read
+        elif hasattr(dloss, "shape"):
+            raise LayerInputError(
+                f"{self.name}: dloss must be one number (dL/dloss, the loss is a scalar), got an array of shape "
+                f"{tuple(dloss.shape)}"
+            )
         return validate.number(dloss, f"{self.name}: dloss", error=LayerInputError)
 
     def _labels(self, labels: Any, n: int, classes: int) -> Array:

@@ -28,8 +28,13 @@ Format 1 (minialex 0.1.0) stored SGD's velocities as ``"optim.<param>"`` and had
 such files still load, their optimiser tensors as the group ``"velocity"``.
 
 Loading parses JSON and copies bytes; it never runs code (unlike pickle, on which PyTorch's ``.pt`` files
-and NumPy's object arrays rely). The checksum makes a truncated or corrupted file an error instead of
-silently wrong weights.
+and NumPy's object arrays rely). Nothing in the file is trusted before it is checked (:mod:`.tensorfile`):
+the header's sizes against the file, only float32/float64 tensors, the checksum computed from the file in
+chunks before any tensor is allocated, and no NaN or infinite value in a loaded tensor. The checksum makes a
+truncated or corrupted file an error instead of silently wrong weights.
+
+The checksum is an unkeyed sha256: it detects accidental corruption, not tampering. Anyone who can edit a
+checkpoint can recompute it; it is not a signature. Take checkpoints from sources you trust, as you would code.
 
 Atomic writes. A crash, a full disk or a SIGKILL in the middle of writing never destroys the previous
 checkpoint: the file is written through :func:`minialex.atomic.write_atomic` (a temporary, fsync, rename).
@@ -41,7 +46,6 @@ import copy
 import hashlib
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +55,11 @@ import numpy as np
 import minialex
 from minialex import atomic, backend
 from minialex.errors import CheckpointError
+from minialex.training import tensorfile
 
 FORMAT = "minialex-checkpoint"
 FORMAT_VERSION = 2
 MODEL_PREFIX, OPTIM_PREFIX, DATA_PREFIX = "model.", "optim.", "data."
-MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit; a larger "size" means a corrupt first 8 bytes
 _JSON_KEYS = ("format_version", "minialex_version", "model", "optimizer", "scheduler", "rng_state", "metadata")
 _V1_GROUP = "velocity"  # format 1: the only optimiser tensors were SGD's velocities, named "optim.<param>"
 
@@ -115,10 +119,14 @@ def _to_json(value: Any, what: str) -> str:
         raise CheckpointError(f"save_checkpoint: the {what} cannot be stored as JSON ({exc})") from exc
 
 
+def _entries_json(entries: dict[str, Any]) -> bytes:
+    """The metadata entries as the checksum covers them."""
+    return json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _digest(entries: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
     """sha256 over the metadata entries and every tensor's name, dtype, shape and little-endian bytes."""
-    h = hashlib.sha256()
-    h.update(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    h = hashlib.sha256(_entries_json(entries))
     for name in sorted(tensors):
         a = tensors[name]
         little = a.astype(a.dtype.newbyteorder("<"), copy=False)
@@ -215,43 +223,6 @@ def save_checkpoint(
 # Loading
 
 
-def _read_header(path: str, size: int) -> tuple[dict[str, Any], int]:
-    """The parsed JSON header and the number of bytes before the tensor data; CheckpointError if malformed."""
-    if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was truncated or never written")
-    if size < 8:
-        raise CheckpointError(f"checkpoint {path} is truncated: {size} bytes, less than the 8-byte header size")
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > MAX_HEADER_BYTES:
-            raise CheckpointError(f"checkpoint {path} has a bad header: it claims {n:,} header bytes (corrupted)")
-        if 8 + n > size:
-            raise CheckpointError(
-                f"checkpoint {path} is truncated: its header needs {8 + n:,} bytes, the file has {size:,}"
-            )
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} has a bad header: not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise CheckpointError(f"checkpoint {path} has a bad header: expected a JSON object")
-    return header, 8 + n
-
-
-def _data_size(path: str, header: dict[str, Any]) -> int:
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            _start, stop = info["data_offsets"]
-            end = max(end, int(stop))
-        except (TypeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} has a bad header entry for tensor {name!r}") from exc
-    return end
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and verify a checkpoint written by :func:`save_checkpoint`.
 
@@ -267,34 +238,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} is not a file")
     size = os.path.getsize(path)
-    header, data_start = _read_header(path, size)
+    header, data_start = tensorfile.read_header(path, size)
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a minialex checkpoint (no '{FORMAT}' metadata); torchvision weights load with "
             "minialex.models.load_torchvision_safetensors"
         )
-    expected = data_start + _data_size(path, header)
-    if size < expected:
-        raise CheckpointError(f"checkpoint {path} is truncated: expected {expected:,} bytes, the file has {size:,}")
-    if size > expected:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupted: {size - expected:,} bytes follow the last tensor ({expected:,} expected)"
-        )
-    try:
-        from safetensors.numpy import load_file
-
-        tensors = load_file(path)
-    except Exception as exc:  # safetensors' SafetensorError (bad dtype, offsets, ...) or OSError
-        raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}") from exc
-
+    layout = tensorfile.read_layout(path, header, data_start, size)  # every size checked before any allocation
     entries = {k: v for k, v in meta.items() if k != "checksum"}
     checksum = meta.get("checksum")
-    actual = _digest(entries, tensors)
+    try:
+        actual = tensorfile.stream_digest(path, _entries_json(entries), layout, data_start)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from exc
     if checksum != actual:
         raise CheckpointError(
-            f"checkpoint {path} is corrupted: checksum mismatch (stored {checksum}, computed {actual}); "
-            "use an earlier checkpoint"
+            f"checkpoint {path} is corrupted: checksum mismatch (stored {tensorfile.brief(checksum)}, computed "
+            f"{actual}); use an earlier checkpoint"
+        )
+    tensors = tensorfile.read_tensors(path, layout, data_start)
+    bad = next((name for name, a in tensors.items() if not np.isfinite(a).all()), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path}: tensor {tensorfile.brief(bad)} holds NaN or infinite values; it was saved from a "
+            "diverged run: use an earlier checkpoint"
         )
     values = {key: _json_entry(entries, key, path) for key in _JSON_KEYS}
     version = values["format_version"]
@@ -324,10 +292,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def _json_entry(entries: dict[str, str], key: str, path: str) -> Any:
     if key not in entries:
         raise CheckpointError(f"checkpoint {path} lacks the '{key}' metadata entry")
-    try:
-        return json.loads(entries[key])
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: metadata entry '{key}' is not valid JSON") from exc
+    if not isinstance(entries[key], str):
+        raise CheckpointError(f"checkpoint {path}: metadata entry '{key}' is not text")
+    return tensorfile.parse_json(entries[key], f"checkpoint {path}: metadata entry '{key}'")
 
 
 def _group_tensors(
@@ -406,7 +373,8 @@ def _check_rng_state(state: Any, source: str) -> None:
     trial = np.random.default_rng()
     try:
         if not isinstance(state, dict) or state.get("bit_generator") != trial.bit_generator.state["bit_generator"]:
-            raise ValueError(f"it is for {state.get('bit_generator') if isinstance(state, dict) else state!r}")
+            kind = state.get("bit_generator") if isinstance(state, dict) else state
+            raise ValueError(f"it is for {tensorfile.brief(kind)}")
         trial.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise CheckpointError(f"{source}: unusable RNG state ({exc})") from exc

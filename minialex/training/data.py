@@ -28,6 +28,8 @@ from minialex.errors import CheckpointError, ConfigError, DataError
 SPLITS = ("train", "val", "test")
 IMAGE_RULES = ("resize", "paper", "torchvision")
 _SALT = {"train": 1, "test": 2, "val": 3}  # one independent subset draw per split
+MAX_CHANNELS, MAX_IMAGE_SIDE = 64, 4096
+"""The largest image a checkpoint may declare: (C, H, W) up to (64, 4096, 4096)."""
 
 
 def subset_indices(n: int, limit: int | None, seed: int, split: str) -> np.ndarray | None:
@@ -147,7 +149,11 @@ class DataInfo:
             raise CheckpointError(f"{what}.classes must be a non-empty list of names")
         if not isinstance(shape, list) or len(shape) != 3:
             raise CheckpointError(f"{what}.image_shape must be [C, H, W], got {shape!r}")
-        shape = [validate.integer(s, f"{what}.image_shape", low=1, error=CheckpointError) for s in shape]
+        highs = (MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)
+        shape = [
+            validate.integer(s, f"{what}.image_shape", low=1, high=h, error=CheckpointError)
+            for s, h in zip(shape, highs, strict=True)
+        ]
         for label, values in (("mean", mean), ("std", std)):
             if not isinstance(values, list) or len(values) != shape[0]:
                 raise CheckpointError(f"{what}.{label} must hold {shape[0]} numbers, got {values!r}")

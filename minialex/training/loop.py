@@ -132,7 +132,9 @@ class Trainer:
             self._build(cfg, resumption, dataset)
         label = Path(cfg.dataset).name if self.data.info.root else cfg.dataset  # a folder: its name
         default = Path(resume).resolve().parent if resume is not None else default_run_dir(cfg.model, label)
-        self.directory = RunDirectory(cfg.out_dir or default)
+        path = Path(cfg.out_dir or default)
+        resuming = resume is not None and path.resolve() == Path(resume).resolve().parent
+        self.directory = RunDirectory(path, fresh=cfg.out_dir is None and resume is None, resuming=resuming)
         self.last_eval: EvalResult | None = None
         self.data_wait = 0.0
         """Seconds the last epoch's steps waited for their batches (see :mod:`minialex.training.feed`)."""
@@ -186,23 +188,48 @@ class Trainer:
 
     def _fit(self) -> RunResult:
         cfg, state = self.config, self.state
-        if self.parallel.is_root:  # rank 0 writes every file of the run
-            self.directory.prepare(cfg.to_dict())
+        try:
+            with self.stops:  # from the start: a stop during the first checkpoint waits for it to be written
+                if self.parallel.is_root:  # rank 0 writes every file of the run
+                    self.directory.prepare(cfg.to_dict())
+                stopped = self._train(cfg, state)
+            return stopped or self._complete()  # the test split: the usual signal handling applies again
+        finally:
+            self.directory.release()
+
+    def _train(self, cfg: TrainConfig, state: RunState) -> RunResult | None:
+        """Train to ``cfg.epochs``; the result of a stopped run, or None when every epoch is done."""
+        if self.parallel.is_root:
             if self.data.folder is not None:  # a photo folder: what was used, and every file skipped, by name
                 metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
             for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
                 self.log(line)
+            if self.resumed:
+                self._drop_unfinished_best()
         if state.global_step == 0:  # a new run (or one resumed before its first step)
             self.check_initial_loss()
             self._save(LAST)  # epoch 0: a good checkpoint exists before the first step
-        with self.stops:
-            for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
-                if not self._train_epoch(epoch):
-                    return self._stopped()
-                self._end_epoch(epoch)
-                if self._stop_agreed() and epoch < cfg.epochs:
-                    return self._stopped()
-        return self._complete()
+        for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
+            if self._stop_agreed() or not self._train_epoch(epoch):
+                return self._stopped()
+            self._end_epoch(epoch)
+            if self._stop_agreed() and epoch < cfg.epochs:
+                return self._stopped()
+        return None
+
+    def _drop_unfinished_best(self) -> None:
+        """Move aside a ``best.safetensors`` of an epoch after the checkpoint the run resumes from.
+
+        ``best`` is written before ``last``, so a run killed between the two leaves a ``best`` one epoch ahead
+        of its ``last``; the resumed run repeats that epoch and writes ``best`` again if it improves. The file
+        is renamed, not deleted (``superseded-best-epoch<N>.safetensors``), so that nothing is lost when the
+        run resumes from an older copy on purpose; either way the best epoch it reports is one whose file exists.
+        """
+        best_epoch = self.directory.checkpoint_epoch(BEST)
+        if best_epoch is not None and best_epoch > self.state.epochs_done:
+            aside = self.directory.best.with_name(f"superseded-best-epoch{best_epoch}.safetensors")
+            self.log(f"{self.directory.best} is of epoch {best_epoch}, after the resumed checkpoint: moved to {aside}")
+            os.replace(self.directory.best, aside)
 
     def _stop_agreed(self) -> bool:
         """Whether a stop was requested (on any rank: every rank gets the same answer)."""
@@ -273,9 +300,9 @@ class Trainer:
         improved = state.improves(epoch, val.accuracy)
         if self.parallel.is_root:
             self.directory.write_records(state.history, self._summary("running"))
-        self._save(LAST)
-        if improved:
+        if improved:  # best first: killed between the two, the resumed run repeats this epoch and its best
             self._save(BEST)
+        self._save(LAST)
         self.log(report.epoch_message(state.history[-1], self.config.epochs))
 
     def _stopped(self) -> RunResult:

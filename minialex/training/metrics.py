@@ -67,9 +67,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def dumps(obj: Any) -> str:
+    """``obj`` as indented, valid JSON: NaN and infinity become null (never the invalid ``NaN``)."""
+    return json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (see :func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, dumps(obj) + "\n")
 
 
 def history_csv(history: Sequence[Mapping[str, Any]]) -> str:

@@ -62,7 +62,8 @@ def first_non_finite(arrays: dict[str, Any]) -> str | None:
     """The name of the first array holding NaN or ±inf, or None; one synchronisation for all of them."""
     if not arrays:
         return None
-    sums = backend.to_numpy(xp.stack([xp.sum(a, dtype=xp.float64) for a in arrays.values()]))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf in a sum is the NaN looked for, not a warning
+        sums = backend.to_numpy(xp.stack([xp.sum(a, dtype=xp.float64) for a in arrays.values()]))
     bad = np.flatnonzero(~np.isfinite(sums))
     return list(arrays)[bad[0]] if bad.size else None
 

@@ -13,20 +13,34 @@
 
 A file that cannot be written raises :class:`~minialex.errors.WriteError` naming it; every file already
 there, checkpoints included, stays whole (see :mod:`minialex.atomic`).
+
+A run directory belongs to one run. :meth:`RunDirectory.prepare` takes it with a lock file, ``.minialex.lock``,
+created atomically (``O_CREAT | O_EXCL``) and holding the process id; a second run started into it while the
+first runs is refused, and a lock left by a process that no longer exists (killed) is taken over. A directory
+that already holds a run's checkpoints is refused unless the run resumes from it, so that nothing is
+overwritten by mistake. The default name (``runs/<UTC time>-<model>-<dataset>``) gets ``-2``, ``-3``... when
+that directory exists, claimed with an atomic ``mkdir``, so that runs started in the same second get a
+directory each. Temporaries left in the directory by a killed writer are removed when a run takes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from minialex import backend
-from minialex.errors import ConfigError
-from minialex.training import checkpoint, metrics, plots
+from minialex import atomic, backend
+from minialex.errors import CheckpointError, ConfigError
+from minialex.training import checkpoint, metrics, plots, tensorfile
 
 LAST, BEST = "last.safetensors", "best.safetensors"
+LOCK = ".minialex.lock"
+RECORDS = ("config.json", "history.json", "history.csv", "metrics.json", "dataset.json", LAST, BEST)
+RECORDS += ("curves.png", "conv1_filters.png", "confusion_matrix.png")
 
 
 def default_run_dir(model: str, dataset: str) -> Path:
@@ -34,11 +48,30 @@ def default_run_dir(model: str, dataset: str) -> Path:
     return Path("runs") / f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
 
 
-class RunDirectory:
-    """The files of one run under ``path``."""
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is another user's
+        return True
+    return True
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+
+class RunDirectory:
+    """The files of one run under ``path``.
+
+    Parameters
+    ----------
+    path : the directory
+    fresh : ``path`` is a default name: if it exists, take ``<path>-2``, ``<path>-3``... instead
+    resuming : the run continues the checkpoints in ``path`` (they are not refused)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fresh: bool = False, resuming: bool = False) -> None:
         self.path = Path(path)
+        self.fresh, self.resuming = fresh, resuming
+        self._locked = False
 
     @property
     def last(self) -> Path:
@@ -49,9 +82,13 @@ class RunDirectory:
         return self.path / BEST
 
     def prepare(self, config: dict[str, Any], option: str = "--out-dir") -> None:
-        """Create the directory (and parents), check that a file can be written in it, write ``config.json``."""
+        """Create and lock the directory, refuse another run's checkpoints, write ``config.json``.
+
+        Raises ConfigError when the directory cannot be created or written, is in use by another run, or
+        holds a run's checkpoints that this run does not resume.
+        """
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self._claim()
             probe = self.path / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -60,7 +97,83 @@ class RunDirectory:
                 f"{option} {self.path}: the run directory cannot be created or written ({exc.strerror or exc}); "
                 f"choose a writable directory with {option}"
             ) from exc
-        metrics.write_json(self.path / "config.json", config)
+        self._lock(option)
+        try:
+            held = [name for name in (LAST, BEST) if (self.path / name).exists()]
+            if held and not self.resuming:
+                raise ConfigError(
+                    f"{option} {self.path} already holds a run ({', '.join(held)}): continue it with --resume "
+                    f"{self.path / held[0]}, or give another {option}"
+                )
+            for name in RECORDS:
+                atomic.remove_stale_temps(self.path / name)
+            metrics.write_json(self.path / "config.json", config)
+        except BaseException:
+            self.release()
+            raise
+
+    def _claim(self) -> None:
+        """Create the directory; a fresh (default) name that exists becomes ``<name>-2``, ``<name>-3``..."""
+        if not self.fresh:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        base = self.path
+        for n in range(1, 10_000):
+            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                candidate.mkdir()  # atomic: of two runs in the same second, one gets each name
+            except FileExistsError:
+                continue
+            self.path = candidate
+            return
+        raise FileExistsError(f"every name {base}-N is taken")
+
+    def _lock(self, option: str) -> None:
+        """Take the lock file, or raise ConfigError naming the process that holds it."""
+        lock = self.path / LOCK
+        for _ in range(3):
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = self._owner(lock)
+                if owner is not None:
+                    raise ConfigError(
+                        f"{option} {self.path} is in use by another run (process {owner}, lock file {lock}); "
+                        f"give another {option}, or wait for it to end"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(lock)  # left by a process that no longer exists
+                continue
+            except OSError as exc:
+                raise ConfigError(f"{option} {self.path}: cannot create the lock file ({exc.strerror})") from exc
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            self._locked = True
+            return
+        raise ConfigError(f"{option} {self.path}: cannot take the lock file {lock}; give another {option}")
+
+    @staticmethod
+    def _owner(lock: Path) -> int | None:
+        """The process id holding ``lock`` if it may still run (another host's counts as running), else None."""
+        try:
+            pid_text, _, host = lock.read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):  # half-written: by a run starting now, or by one killed while creating it
+            with contextlib.suppress(OSError):
+                if time.time() - lock.stat().st_mtime < 10:
+                    return 0
+            return None
+        if host and host != socket.gethostname():
+            return pid
+        return pid if _process_alive(pid) else None
+
+    def release(self) -> None:
+        """Remove the lock file (at the end of the run, however it ends)."""
+        if self._locked:
+            self._locked = False
+            with contextlib.suppress(OSError):
+                os.remove(self.path / LOCK)
 
     def save_checkpoint(self, name: str, parts: Any, metadata: dict[str, Any], data: dict | None = None) -> Path:
         """Write the model, optimiser, schedule and random state of ``parts`` with ``metadata`` (and the
@@ -68,6 +181,17 @@ class RunDirectory:
         return checkpoint.save_checkpoint(
             self.path / name, parts.model, parts.optimizer, parts.scheduler, metadata=metadata, data=data
         )
+
+    def checkpoint_epoch(self, name: str) -> int | None:
+        """The epochs done recorded in checkpoint ``name`` (from its header alone), or None if it has none."""
+        path = self.path / name
+        try:
+            header, _ = tensorfile.read_header(os.fspath(path), path.stat().st_size)
+            record = tensorfile.parse_json(header["__metadata__"]["metadata"], os.fspath(path))
+            epochs = record["progress"]["epochs_done"]
+        except (OSError, KeyError, TypeError, CheckpointError):
+            return None
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     def write_records(self, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         """``history.json``, ``history.csv`` and ``metrics.json``."""

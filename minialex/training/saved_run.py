@@ -27,8 +27,9 @@ from typing import Any
 
 import minialex
 from minialex import backend, validate
-from minialex.errors import CheckpointError, ConfigError
-from minialex.models import VARIANTS
+from minialex.errors import CheckpointError, ConfigError, LayerInputError, mismatch_report, shape_mismatches
+from minialex.layers.base import shapes_only
+from minialex.models import VARIANTS, alexnet
 from minialex.training.config import DTYPES, TrainConfig
 from minialex.training.data import DataInfo
 from minialex.training.state import RunState
@@ -79,6 +80,7 @@ class SavedRun:
             raise CheckpointError(f"{exc} ({written_by})") from exc
         dataset = DataInfo.from_dict(meta["dataset"], source)
         model_config = check_model_config(ckpt.model_config, dataset, source)
+        check_tensor_shapes(ckpt.model_state, model_config, source)
         converted = meta.get("converted_from")
         if converted is not None and not isinstance(converted, dict):
             raise CheckpointError(f"{source}: converted_from must be a JSON object, got {converted!r}"[:300])
@@ -131,3 +133,19 @@ def check_model_config(config: Any, dataset: DataInfo, source: str) -> dict[str,
             f"its data set {classes} classes and {channels} channels"
         )
     return out
+
+
+def check_tensor_shapes(model_state: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """CheckpointError unless the checkpoint's tensors are those of the model ``config`` describes.
+
+    The model is built with :func:`~minialex.layers.base.shapes_only` (its shapes, no memory), so that a
+    configuration claiming millions of classes or a huge image costs nothing before it is refused.
+    """
+    try:
+        with shapes_only():
+            probe = alexnet(**config)
+    except (ConfigError, LayerInputError, TypeError) as exc:
+        raise CheckpointError(f"{source}: its model configuration cannot be built ({exc})"[:400]) from None
+    report = mismatch_report(*shape_mismatches(probe.state(), model_state))
+    if report:
+        raise CheckpointError(f"{source}: its tensors do not fit its model configuration: {report}")
