@@ -40,8 +40,8 @@ from minialex._engine import workspace
 from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
-from minialex.layers.base import Array, Layer, Shape, initial_bias, initial_weight
 from minialex.layers import winograd
+from minialex.layers.base import Array, Layer, Shape, initial_bias, initial_weight
 from minialex.layers.im2col import IntPair, col2im, im2col, pair, window_output_size
 
 CHUNK_BYTES = 128 * 2**20
@@ -61,7 +61,7 @@ ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
 """The values of ``Conv2d(algorithm=...)``: ``winograd2`` and ``winograd4`` are F(2×2, 3×3) and F(4×4, 3×3)
 (:mod:`minialex.layers.winograd`), for 3×3 kernels at stride 1 only; ``auto`` chooses by :func:`auto_algorithm`."""
 
-AUTO_MIN_CHANNELS = 64
+AUTO_MIN_CHANNELS = 128
 """``auto`` uses Winograd only when every group has at least this many input and output channels: below it the
 GEMMs in the transformed domain are too short for the saved multiplications to pay for the transforms."""
 

@@ -45,7 +45,7 @@ the dtype of the data.
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,7 @@ def _transpose(a: Matrix) -> Matrix:
     return [list(col) for col in zip(*a, strict=True)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def exact_matrices(m: int, r: int = 3) -> tuple[Matrix, Matrix, Matrix]:
     """(Aᵀ, G, Bᵀ) of F(m, r) as exact Fractions, shapes (m, α), (α, r), (α, α) with α = m + r − 1.
 
@@ -119,7 +119,7 @@ def matrices(m: int, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, n
     return tuple(np.array([[float(v) for v in row] for row in a], dtype=dtype) for a in exact_matrices(m))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _kron_host(m: int, dtype_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     at, g, bt = (np.array([[float(v) for v in row] for row in a], dtype=np.float64) for a in exact_matrices(m))
     # Kronecker products in float64 from the exact entries, then rounded once to the data's dtype.
