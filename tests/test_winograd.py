@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -218,3 +219,20 @@ def test_bad_algorithms_are_one_line_errors():
         Conv2d(3, 4, 5, algorithm="winograd4")
     with pytest.raises(LayerInputError, match=r"stride=\(2, 2\)"):
         Conv2d(3, 4, 3, stride=2, algorithm="winograd2")
+
+
+def test_the_convolution_benchmark_runs_and_writes_its_report(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import convolution
+
+    assert convolution.main(["--tiny", "--no-torch", "--steps", "mini", "--out", str(tmp_path), "--name", "smoke"]) == 0
+    md = (tmp_path / "convolution-smoke-tiny.md").read_text(encoding="utf-8")
+    assert "| mini | conv3 |" in md and "GEMM U·V" in md and "| mini | 2 |" in md
+    layers = json.loads((tmp_path / "convolution-smoke-tiny.json").read_text(encoding="utf-8"))["layers"]
+    conv3 = next(row for row in layers if row["layer"] == "conv3")
+    assert set(conv3["median_s"]) == {"im2col", "winograd2", "winograd4"}
+    assert conv3["multiplications"]["im2col"] == 9 * 96 * 64 * 2 * 6 * 6  # N·OH·OW·K·C·9
+    assert conv3["multiplications"]["winograd4"] == 36 * 96 * 64 * 2 * 2 * 2  # α²·K·C·N·TH·TW
