@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from benchmarks import machine
 from minialex import atomic, backend
-from minialex.layers import Conv2d, winograd
+from minialex.layers import Conv2d, MaxPool2d, winograd
 from minialex.models import alexnet
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -196,13 +197,48 @@ def step_rows(variants: list[str], n: int, rounds: int, torch: Any) -> list[dict
     return rows
 
 
-def report(results: dict[str, Any]) -> str:
+def pool_rows(variant: str, n: int, rounds: int, torch: Any) -> list[dict[str, Any]]:
+    """Max-pooling forward and backward of each pool layer of ``variant`` (channel-major input, as after a
+    convolution) beside PyTorch's forward + backward, alternating rounds, medians."""
+    model = alexnet(variant, dtype=np.float32)
+    shape, rows = (n, *model.input_shape), []
+    rng = np.random.default_rng(0)
+    for name, layer in model.named_layers():
+        if isinstance(layer, MaxPool2d):
+            c_first = (shape[1], shape[0], *shape[2:])
+            x = backend.asarray(rng.standard_normal(c_first).astype(np.float32)).transpose(1, 0, 2, 3)
+            out = layer.output_shape(shape)
+            dy = backend.asarray(rng.standard_normal((out[1], out[0], *out[2:])).astype(np.float32))
+            dy = dy.transpose(1, 0, 2, 3)
+            runs = {
+                "forward": lambda layer=layer, x=x: layer.forward(x),
+                "backward": lambda layer=layer, dy=dy: layer.backward(dy),
+            }
+            if torch is not None:
+                xt = torch.tensor(np.ascontiguousarray(backend.to_numpy(x)), requires_grad=True)
+                dyt = torch.tensor(np.ascontiguousarray(backend.to_numpy(dy)))
+                k, st = layer.kernel_size, layer.stride
+                runs["pytorch"] = lambda xt=xt, dyt=dyt, k=k, st=st: torch.nn.functional.max_pool2d(xt, k, st).backward(
+                    dyt
+                )
+            for fn in runs.values():
+                fn()
+            times: dict[str, list[float]] = {key: [] for key in runs}
+            for _ in range(rounds):
+                for key, fn in runs.items():
+                    times[key].append(_seconds(fn))
+            med = {key: float(np.median(v)) for key, v in times.items()}
+            row = {"variant": variant, "layer": name, "input": list(shape), "median_s": med}
+            if "pytorch" in med:
+                row["speed_vs_pytorch"] = med["pytorch"] / (med["forward"] + med["backward"])
+            rows.append(row)
+            print("pool", name, {key: round(1000 * v, 1) for key, v in med.items()}, flush=True)
+        shape = layer.output_shape(shape)
+    return rows
+
+
+def _layer_lines(results: dict[str, Any]) -> list[str]:
     lines = [
-        f"# Convolution algorithms, {results['machine_name']}",
-        "",
-        f"- `{results['command']}`, started {results['started']}; {results['note']}",
-        f"- float32 GEMM rate (NumPy 2048³, best of 5, in this run): {results['gemm_gflops']:.1f} GFLOP/s",
-        f"- BLAS: {results['blas']}",
         "",
         "Forward + backward (conv1 without dX), medians over alternating rounds in one process, ms. `×PT` is",
         "PyTorch's median ÷ ours (> 1: faster than PyTorch). Multiplications of one pass's GEMMs, and the factor",
@@ -244,6 +280,35 @@ def report(results: dict[str, Any]) -> str:
                 f"| {1000 * parts['GEMM U·V']:.1f} | {1000 * parts['output transform']:.1f} "
                 f"| {100 * r['winograd_gemm_fraction'][a]:.0f}% |"
             )
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Convolution algorithms, {results['machine_name']}",
+        "",
+        f"- `{results['command']}`, started {results['started']}; {results['note']}",
+        f"- float32 GEMM rate (NumPy 2048³, best of 5, in this run): {results['gemm_gflops']:.1f} GFLOP/s",
+        f"- BLAS: {results['blas']}",
+    ]
+    if results["layers"]:
+        lines += _layer_lines(results)
+    if results.get("pools"):
+        lines += [
+            "",
+            "Max-pooling (channel-major input, as after a convolution), ms, medians over alternating rounds:",
+            "",
+            "| variant | layer | input | forward | backward | PyTorch forward + backward | ×PT |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["pools"]:
+            med = r["median_s"]
+            pt = f"{1000 * med['pytorch']:.1f}" if "pytorch" in med else "–"
+            ratio = f"{r['speed_vs_pytorch']:.2f}" if "speed_vs_pytorch" in r else "–"
+            lines.append(
+                f"| {r['variant']} | {r['layer']} | {'×'.join(map(str, r['input']))} | {1000 * med['forward']:.1f} "
+                f"| {1000 * med['backward']:.1f} | {pt} | {ratio} |"
+            )
     if results.get("steps"):
         lines += [
             "",
@@ -273,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--steps", default="", help="also whole training steps of these variants (comma-separated)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    parser.add_argument("--pools", action="store_true", help="also the max-pool layers of paper (or mini with --tiny)")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
     parser.add_argument("--note", default="", help="a line on the conditions (load, other jobs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -299,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or "-".join(machine.cpu_model().lower().split()[:3]) or platform.machine()
     results: dict[str, Any] = {
         "machine_name": name,
-        "command": "python -m benchmarks.convolution " + " ".join(argv if argv is not None else []),
+        "command": " ".join(["python -m benchmarks.convolution", *(sys.argv[1:] if argv is None else argv)]),
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "note": args.note or "no note on the load",
         "blas": machine.blas_line(),
@@ -310,12 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(entry, args.rounds, torch, gemm)
         results["layers"].append(row)
         print(entry["variant"], entry["name"], {k: round(1000 * v, 1) for k, v in row["median_s"].items()}, flush=True)
+    if args.pools:
+        results["pools"] = pool_rows("mini" if args.tiny else "paper", args.batch, args.rounds, torch)
     if args.steps:
         results["steps"] = step_rows([v.strip() for v in args.steps.split(",")], args.batch, args.rounds, torch)
     text = report(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"convolution-{name}" + ("-tiny" if args.tiny else f"-batch{args.batch}")
-    stem += "-steps" if args.no_layers else ""
+    stem += "-steps" if args.no_layers and args.steps else "-pools" if args.no_layers else ""
     atomic.write_text(args.out / f"{stem}.json", json.dumps(results, indent=1) + "\n", what="benchmark results")
     atomic.write_text(args.out / f"{stem}.md", text, what="benchmark report")
     print(text)

@@ -228,9 +228,15 @@ def test_the_convolution_benchmark_runs_and_writes_its_report(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import convolution
 
-    assert convolution.main(["--tiny", "--no-torch", "--steps", "mini", "--out", str(tmp_path), "--name", "smoke"]) == 0
+    assert (
+        convolution.main(
+            ["--tiny", "--no-torch", "--steps", "mini", "--pools", "--out", str(tmp_path), "--name", "smoke"]
+        )
+        == 0
+    )
     md = (tmp_path / "convolution-smoke-tiny.md").read_text(encoding="utf-8")
     assert "| mini | conv3 |" in md and "GEMM U·V" in md and "| mini | 2 |" in md
+    assert "| mini | pool1 |" in md
     layers = json.loads((tmp_path / "convolution-smoke-tiny.json").read_text(encoding="utf-8"))["layers"]
     conv3 = next(row for row in layers if row["layer"] == "conv3")
     assert set(conv3["median_s"]) == {"im2col", "winograd2", "winograd4"}
