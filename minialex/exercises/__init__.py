@@ -28,6 +28,7 @@ module                 graders
 ``assembling``         :func:`check_pool5_side`, :func:`check_conv_cost`
 ``training``           :func:`check_sgd_paper_step`, :func:`check_confusion_matrix`
 ``cpu_vs_gpu``         :func:`check_im2col_bytes`, :func:`check_gemm_intensity`
+``winograd``           :func:`check_winograd_f23`, :func:`check_winograd_tile`
 =====================  =========================================================================
 """
 
@@ -43,6 +44,7 @@ from minialex.exercises.cpu_vs_gpu import check_gemm_intensity, check_im2col_byt
 from minialex.exercises.lrn import check_lrn_backward, check_lrn_forward
 from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_backward
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
+from minialex.exercises.winograd import check_winograd_f23, check_winograd_tile
 
 __all__ = [
     "check_col2im",
@@ -61,4 +63,6 @@ __all__ = [
     "check_relu_backward",
     "check_sgd_paper_step",
     "check_softmax_ce_backward",
+    "check_winograd_f23",
+    "check_winograd_tile",
 ]
