@@ -27,6 +27,11 @@ Backward. With dY = dL/dy as a (C_out, N*OH*OW) matrix and y = W @ cols + b:
 Each group does the same with its own blocks. The same convolution written as plain loops over every
 output, forward and backward, is :func:`minialex.reference.conv2d_forward` and
 :func:`~minialex.reference.conv2d_backward`: the ground truth the tests hold this layer to.
+
+Algorithms. im2col + GEMM above is the reference and works for every shape. A 3×3 convolution at stride 1 can
+also run Winograd's F(2×2, 3×3) or F(4×4, 3×3) (:mod:`minialex.layers.winograd`), which computes the same
+numbers with 2.25× or 4× fewer multiplications and a small loss of float32 accuracy. ``algorithm="auto"`` (the
+default) chooses by :func:`auto_algorithm`, a rule on the layer's shape.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
 
 AUTO_MIN_CHANNELS = 128
 """``auto`` uses Winograd only when every group has at least this many input and output channels: below it the
-GEMMs in the transformed domain are too short for the saved multiplications to pay for the transforms."""
+GEMMs in the transformed domain are too short for the saved multiplications to pay for the transforms (the
+measurements behind the rule are in ``docs/winograd.md``)."""
 
 
 def winograd_eligible(kernel_size: tuple[int, int], stride: tuple[int, int]) -> bool:
@@ -180,7 +186,8 @@ class Conv2d(Layer):
         return auto_algorithm(self.in_channels, self.out_channels, self.groups, self.kernel_size, self.stride)
 
     def _winograd_chunk(self, x_shape: Shape, itemsize: int, m: int) -> int:
-        """How many images go through the Winograd transforms at once: as many as fit in :func:`column_budget`."""
+        """How many images go through the Winograd transforms at once: as many as fit in :func:`column_budget`
+        (the same budget as im2col's columns, so either algorithm holds at most one chunk of scratch)."""
         per_image = winograd.bytes_per_image(
             self.in_channels, self.out_channels, x_shape[2], x_shape[3], self.padding, m, itemsize
         )

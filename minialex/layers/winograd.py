@@ -67,12 +67,19 @@ def tile_count(size: int, m: int) -> int:
 
 
 def bytes_per_image(c_in: int, c_out: int, h: int, w: int, padding: tuple[int, int], m: int, itemsize: int) -> int:
-    """Bytes of transformed tiles one image needs, in the forward pass and in dX (whichever is larger)."""
+    """Bytes of scratch one image needs in the largest of the three Winograd computations of a layer.
+
+    A convolution from C to K channels over T tiles holds the gathered tiles and V (2·α²·C·T values), the
+    product M (α²·K·T) and the output tiles (m²·K·T). The forward runs C_in → C_out over the output's tiles;
+    dX runs C_out → C_in over the input's tiles; dW holds the tiles, V, the dy tiles and dM of the forward's.
+    """
     oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    alpha = m + 2
-    forward = tile_count(oh, m) * tile_count(ow, m) * alpha * alpha * max(c_in, c_out)
-    backward = tile_count(h, m) * tile_count(w, m) * alpha * alpha * max(c_in, c_out)
-    return 2 * max(forward, backward) * itemsize  # V (or d) and M (or Yt) at once
+    alpha2, m2 = (m + 2) ** 2, m * m
+    t_out, t_in = tile_count(oh, m) * tile_count(ow, m), tile_count(h, m) * tile_count(w, m)
+    forward = (2 * alpha2 * c_in + alpha2 * c_out + m2 * c_out) * t_out
+    input_grad = (2 * alpha2 * c_out + alpha2 * c_in + m2 * c_in) * t_in
+    weight_grad = (2 * alpha2 * c_in + m2 * c_out + alpha2 * c_out) * t_out
+    return max(forward, input_grad, weight_grad) * itemsize
 
 
 def transform_kernel(weight: Array, groups: int, m: int) -> Array:
