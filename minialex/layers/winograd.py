@@ -31,7 +31,7 @@ same as padding dy by 2 − p (cropping dy when p > 2), so **dX is itself a Wino
 ``dx = conv(dy, w', padding = 2 − p)``, run through the same code.
 
 Backward, dW. The forward is a chain of linear maps of w: w → U = (G⊗G)w → M = U V → y = crop((Aᵀ⊗Aᵀ) M). Each
-one's adjoint, in reverse order, gives dW exactly (the transposed transforms)::
+one's adjoint, in reverse order, gives dW (exactly, in exact arithmetic: the transposed transforms)::
 
     dYt = tiles of dy (zeros in the overhang)         (m², K, P)      the adjoint of the crop-and-scatter
     dM  = (Aᵀ⊗Aᵀ)ᵀ · dYt                              (α², K, P)      one GEMM
@@ -39,11 +39,12 @@ one's adjoint, in reverse order, gives dW exactly (the transposed transforms)::
     dW  = (G⊗G)ᵀ · dU                                  (9, K·C/G)      one small GEMM
 
 V is rebuilt from x in the backward pass (as im2col rebuilds its columns), so only x is kept between the passes.
+The bias is added after the output transform, and db = Σ dy over N, OH, OW, as for im2col.
 
 Memory and chunks. The batch goes through in chunks of images whose transformed tiles fit in a budget of
 bytes, through reused scratch buffers (:mod:`minialex._engine.workspace`). Every array stays in the input's
 dtype; the matrices are rounded once from exact fractions to it. Everything is ``xp`` array code (strided
-views, copies, ``matmul``) and runs on CuPy unchanged.
+views, copies, ``matmul``), written to run on CuPy unchanged.
 """
 
 from __future__ import annotations
