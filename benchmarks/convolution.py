@@ -237,6 +237,10 @@ def pool_rows(variant: str, n: int, rounds: int, torch: Any) -> list[dict[str, A
     return rows
 
 
+def _ratio(ratios: dict[str, float], key: str) -> str:
+    return f"{ratios[key]:.2f}" if key in ratios else "–"
+
+
 def _layer_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
@@ -323,8 +327,7 @@ def report(results: dict[str, Any]) -> str:
             pt = f"{1000 * med['pytorch']:.0f}" if "pytorch" in med else "–"
             lines.append(
                 f"| {r['variant']} | {r['batch']} | {1000 * med['im2col']:.0f} | {1000 * med['auto']:.0f} | {pt} "
-                f"| {med['im2col'] / med['auto']:.2f} | {ratio.get('im2col', float('nan')):.2f} "
-                f"| {ratio.get('auto', float('nan')):.2f} |"
+                f"| {med['im2col'] / med['auto']:.2f} | {_ratio(ratio, 'im2col')} | {_ratio(ratio, 'auto')} |"
             )
     return "\n".join(lines) + "\n"
 
