@@ -237,6 +237,34 @@ def pool_rows(variant: str, n: int, rounds: int, torch: Any) -> list[dict[str, A
     return rows
 
 
+SWEEP_CHANNELS = (32, 64, 128, 192, 256)
+
+
+def channel_sweep(n: int, rounds: int, channels: tuple[int, ...] = SWEEP_CHANNELS) -> list[dict[str, Any]]:
+    """The evidence for ``auto``'s channel cut: C → C channels, 3×3, padding 1, on 13×13 maps at batch ``n``,
+    forward + backward with im2col, F(2×2) and F(4×4), alternating rounds, medians."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in channels:
+        x = backend.asarray(rng.standard_normal((c, n, 13, 13)).astype(np.float32)).transpose(1, 0, 2, 3)
+        dy = backend.asarray(rng.standard_normal((c, n, 13, 13)).astype(np.float32)).transpose(1, 0, 2, 3)
+        base = Conv2d(c, c, 3, padding=1)
+        runs = {}
+        for algorithm in ALGORITHMS:
+            conv = _clone(base, algorithm)
+            runs[algorithm] = lambda conv=conv, x=x, dy=dy: (conv.forward(x), conv.backward(dy))
+        for fn in runs.values():
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(rounds):
+            for key, fn in runs.items():
+                times[key].append(_seconds(fn))
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        rows.append({"channels": c, "batch": n, "median_s": med})
+        print("sweep", c, {k: round(1000 * v, 1) for k, v in med.items()}, flush=True)
+    return rows
+
+
 def _ratio(ratios: dict[str, float], key: str) -> str:
     return f"{ratios[key]:.2f}" if key in ratios else "–"
 
@@ -297,6 +325,20 @@ def report(results: dict[str, Any]) -> str:
     ]
     if results["layers"]:
         lines += _layer_lines(results)
+    if results.get("sweep"):
+        lines += [
+            "",
+            "C → C channels, 3×3, padding 1, 13×13 maps (the rule of `auto`), forward + backward, ms, medians:",
+            "",
+            "| channels | batch | im2col | F(2×2) | F(4×4) | F(4×4) ÷ im2col speed-up |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results["sweep"]:
+            med = r["median_s"]
+            lines.append(
+                f"| {r['channels']} | {r['batch']} | {1000 * med['im2col']:.1f} | {1000 * med['winograd2']:.1f} "
+                f"| {1000 * med['winograd4']:.1f} | {med['im2col'] / med['winograd4']:.2f} |"
+            )
     if results.get("pools"):
         lines += [
             "",
@@ -341,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--steps", default="", help="also whole training steps of these variants (comma-separated)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    parser.add_argument("--sweep", action="store_true", help="also the channel sweep behind the auto rule")
     parser.add_argument("--pools", action="store_true", help="also the max-pool layers of paper (or mini with --tiny)")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
     parser.add_argument("--note", default="", help="a line on the conditions (load, other jobs)")
@@ -379,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(entry, args.rounds, torch, gemm)
         results["layers"].append(row)
         print(entry["variant"], entry["name"], {k: round(1000 * v, 1) for k, v in row["median_s"].items()}, flush=True)
+    if args.sweep:
+        results["sweep"] = channel_sweep(args.batch, args.rounds, (8, 16) if args.tiny else SWEEP_CHANNELS)
     if args.pools:
         results["pools"] = pool_rows("mini" if args.tiny else "paper", args.batch, args.rounds, torch)
     if args.steps:
@@ -386,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"convolution-{name}" + ("-tiny" if args.tiny else f"-batch{args.batch}")
-    stem += "-steps" if args.no_layers and args.steps else "-pools" if args.no_layers else ""
+    if args.no_layers:
+        stem += "-steps" if args.steps else "-sweep" if args.sweep else "-pools"
     atomic.write_text(args.out / f"{stem}.json", json.dumps(results, indent=1) + "\n", what="benchmark results")
     atomic.write_text(args.out / f"{stem}.md", text, what="benchmark report")
     print(text)

@@ -230,13 +230,13 @@ def test_the_convolution_benchmark_runs_and_writes_its_report(tmp_path):
 
     assert (
         convolution.main(
-            ["--tiny", "--no-torch", "--steps", "mini", "--pools", "--out", str(tmp_path), "--name", "smoke"]
+            ["--tiny", "--no-torch", "--steps", "mini", "--pools", "--sweep", "--out", str(tmp_path), "--name", "smoke"]
         )
         == 0
     )
     md = (tmp_path / "convolution-smoke-tiny.md").read_text(encoding="utf-8")
     assert "| mini | conv3 |" in md and "GEMM U·V" in md and "| mini | 2 |" in md
-    assert "| mini | pool1 |" in md
+    assert "| mini | pool1 |" in md and "| 16 | 2 |" in md
     layers = json.loads((tmp_path / "convolution-smoke-tiny.json").read_text(encoding="utf-8"))["layers"]
     conv3 = next(row for row in layers if row["layer"] == "conv3")
     assert set(conv3["median_s"]) == {"im2col", "winograd2", "winograd4"}
