@@ -242,3 +242,17 @@ def test_the_convolution_benchmark_runs_and_writes_its_report(tmp_path):
     assert set(conv3["median_s"]) == {"im2col", "winograd2", "winograd4"}
     assert conv3["multiplications"]["im2col"] == 9 * 96 * 64 * 2 * 6 * 6  # N·OH·OW·K·C·9
     assert conv3["multiplications"]["winograd4"] == 36 * 96 * 64 * 2 * 2 * 2  # α²·K·C·N·TH·TW
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_kept_and_rebuilt_transformed_input_give_the_same_gradients(algorithm):
+    # A training-mode forward of one chunk keeps V for dW; in eval mode V is rebuilt in the backward pass.
+    layer = build(CASES[2], algorithm)
+    x, dy = randn((2, 4, 9, 10), seed=1), randn((2, 6, 7, 8), seed=2)
+    layer.forward(x)
+    dx_kept = host(layer.backward(dy))
+    dw_kept = host(layer.grads["weight"])
+    layer.eval()
+    layer.forward(x)
+    assert rel_diff(layer.backward(dy), dx_kept) == 0.0
+    assert rel_diff(layer.grads["weight"], dw_kept) <= 1e-15

@@ -244,12 +244,12 @@ class Conv2d(Layer):
         return out.reshape(c_out, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        (x,) = self._saved_for_backward()
+        x, *kept = self._saved_for_backward()  # kept: Winograd's V when the forward kept it
         weight = self.params["weight"]
         n, c_out, oh, ow = self.output_shape(x.shape)
         self._check_grad(dy, (n, c_out, oh, ow), x.dtype)
         if self.chosen_algorithm != "im2col":
-            return self._winograd_backward(x, dy, int(self.chosen_algorithm[-1]), need_input_grad)
+            return self._winograd_backward(x, dy, int(self.chosen_algorithm[-1]), need_input_grad, *kept)
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         ph, pw = self.padding
         dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
@@ -287,20 +287,24 @@ class Conv2d(Layer):
         return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)
 
     def _winograd_forward(self, x: Array, m: int) -> Array:
-        """The forward pass by F(m×m, 3×3): U from the weights once, then the batch in chunks."""
+        """The forward pass by F(m×m, 3×3): U from the weights once, then the batch in chunks. A batch that is one
+        chunk keeps its V for the weight gradient (in training mode only)."""
         n, c_out, oh, ow = self.output_shape(x.shape)
         u = winograd.transform_kernel(self.params["weight"], self.groups, m)
         out = xp.empty((c_out, n, oh, ow), dtype=x.dtype)
         step = self._winograd_chunk(x.shape, x.dtype.itemsize, m)
+        keep = self.training and step >= n
         for n0 in range(0, n, step):
             n1 = min(n, n0 + step)
-            winograd.conv_chunk(x[n0:n1], u, self.padding, m, out[:, n0:n1])
+            v = winograd.conv_chunk(x[n0:n1], u, self.padding, m, out[:, n0:n1], keep=keep)
         if "bias" in self.params:
             out += self.params["bias"][:, None, None, None]
-        self._saved = (x,)
+        self._saved = (x, v) if keep else (x,)
         return out.transpose(1, 0, 2, 3)
 
-    def _winograd_backward(self, x: Array, dy: Array, m: int, need_input_grad: bool) -> Array | None:
+    def _winograd_backward(
+        self, x: Array, dy: Array, m: int, need_input_grad: bool, v: Array | None = None
+    ) -> Array | None:
         """dW by the transposed transforms, dX as the Winograd convolution of dy with the flipped kernel."""
         weight, g = self.params["weight"], self.groups
         c_out, cg = weight.shape[:2]
@@ -314,7 +318,8 @@ class Conv2d(Layer):
         step = self._winograd_chunk(x.shape, x.dtype.itemsize, m)
         for n0 in range(0, n, step):
             n1 = min(n, n0 + step)
-            winograd.weight_grad_chunk(x[n0:n1], dy_cm[:, n0:n1], self.padding, m, g, du)
+            kept = v if n0 == 0 and n1 == n else None  # V of the whole batch, if the forward kept it
+            winograd.weight_grad_chunk(x[n0:n1], dy_cm[:, n0:n1], self.padding, m, g, du, kept)
             if need_input_grad:
                 dy_chunk = dy_cm[:, n0:n1].transpose(1, 0, 2, 3)
                 winograd.conv_chunk(dy_chunk, u_flipped, (2 - ph, 2 - pw), m, dx[:, n0:n1])

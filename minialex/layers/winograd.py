@@ -38,7 +38,9 @@ one's adjoint, in reverse order, gives dW (exactly, in exact arithmetic: the tra
     dU[ξ]_g = Σ_P dM[ξ]_g · V[ξ]_gᵀ                   (α², K, C/G)    one batched GEMM, summed over the chunks
     dW  = (G⊗G)ᵀ · dU                                  (9, K·C/G)      one small GEMM
 
-V is rebuilt from x in the backward pass (as im2col rebuilds its columns), so only x is kept between the passes.
+When the whole batch is one chunk, the forward keeps V for dW (one input transform fewer per step, at the cost of
+α²/m² times the input's size until the backward pass); otherwise V is rebuilt from x chunk by chunk in the
+backward pass, as im2col rebuilds its columns, so that only x is kept between the passes.
 The bias is added after the output transform, and db = Σ dy over N, OH, OW, as for im2col.
 
 Memory and chunks. The batch goes through in chunks of images whose transformed tiles fit in a budget of
@@ -108,10 +110,11 @@ def _crop(x: Array, padding: tuple[int, int]) -> tuple[Array, tuple[int, int]]:
     return x, (max(ph, 0), max(pw, 0))
 
 
-def transform_input(x: Array, padding: tuple[int, int], m: int) -> tuple[Array, int, int]:
+def transform_input(x: Array, padding: tuple[int, int], m: int, keep: bool = False) -> tuple[Array, int, int]:
     """V = (Bᵀ⊗Bᵀ)·d for every α×α input tile of ``x`` (n, C, H, W) zero-padded by ``padding``.
 
-    Returns V (α², C, n·TH·TW), a scratch view valid until the next call, and (TH, TW).
+    Returns V (α², C, n·TH·TW) and (TH, TW). V is a scratch view valid until the next call, or with ``keep`` a
+    new array of its own.
     """
     x, (ph, pw) = _crop(x, padding)
     n, c, h, w = x.shape
@@ -138,16 +141,19 @@ def transform_input(x: Array, padding: tuple[int, int], m: int) -> tuple[Array, 
 
     parallel.split(channels, c, tiles.size)
     b_kron = kron_matrices(m, x.dtype)[2]
-    v = scratch("winograd.v", tiles.shape, x.dtype)
+    v = xp.empty(tiles.shape, dtype=x.dtype) if keep else scratch("winograd.v", tiles.shape, x.dtype)
     xp.matmul(b_kron, tiles.reshape(alpha * alpha, -1), out=v.reshape(alpha * alpha, -1))
     return v, th, tw
 
 
-def conv_chunk(x: Array, u: Array, padding: tuple[int, int], m: int, out: Array) -> None:
-    """Write the Winograd convolution of ``x`` (n, C, H, W) with U (α², G, K/G, C/G) into ``out`` (K, n, OH, OW)."""
+def conv_chunk(x: Array, u: Array, padding: tuple[int, int], m: int, out: Array, keep: bool = False) -> Array:
+    """Write the Winograd convolution of ``x`` (n, C, H, W) with U (α², G, K/G, C/G) into ``out`` (K, n, OH, OW).
+
+    Returns the transformed input V (a scratch view, or with ``keep`` an array of its own, for the backward pass).
+    """
     alpha2, groups, kg, cg = u.shape
     k = groups * kg
-    v, th, tw = transform_input(x, padding, m)
+    v, th, tw = transform_input(x, padding, m, keep)
     p = v.shape[2]
     prod = scratch("winograd.m", (alpha2, groups, kg, p), x.dtype)
     xp.matmul(u, v.reshape(alpha2, groups, cg, p), out=prod)  # the α²·G GEMMs, one call
@@ -155,6 +161,7 @@ def conv_chunk(x: Array, u: Array, padding: tuple[int, int], m: int, out: Array)
     yt = scratch("winograd.y", (m * m, k * p), x.dtype)
     xp.matmul(at_kron, prod.reshape(alpha2, -1), out=yt)
     scatter_tiles(yt, out, m, th, tw)
+    return v
 
 
 def scatter_tiles(yt: Array, out: Array, m: int, th: int, tw: int) -> None:
@@ -191,10 +198,17 @@ def gather_tiles(dy: Array, m: int, th: int, tw: int) -> Array:
     return yt
 
 
-def weight_grad_chunk(x: Array, dy: Array, padding: tuple[int, int], m: int, groups: int, du: Array) -> None:
-    """Add this chunk's dU = Σ_P dM·Vᵀ into ``du`` (α², G, K/G, C/G); x (n, C, H, W), dy (K, n, OH, OW)."""
+def weight_grad_chunk(
+    x: Array, dy: Array, padding: tuple[int, int], m: int, groups: int, du: Array, v: Array | None = None
+) -> None:
+    """Add this chunk's dU = Σ_P dM·Vᵀ into ``du`` (α², G, K/G, C/G); x (n, C, H, W), dy (K, n, OH, OW).
+
+    ``v``: the chunk's V kept from the forward pass, if it was (else it is rebuilt from x).
+    """
     alpha2, _, kg, cg = du.shape
-    v, th, tw = transform_input(x, padding, m)
+    th, tw = tile_count(dy.shape[2], m), tile_count(dy.shape[3], m)
+    if v is None:
+        v, _, _ = transform_input(x, padding, m)
     p = v.shape[2]
     yt = gather_tiles(dy, m, th, tw)
     at_kron = kron_matrices(m, x.dtype)[0]
