@@ -31,11 +31,12 @@ output, forward and backward, is :func:`minialex.reference.conv2d_forward` and
 Algorithms. im2col + GEMM above is the reference and works for every shape. A 3×3 convolution at stride 1 can
 also run Winograd's F(2×2, 3×3) or F(4×4, 3×3) (:mod:`minialex.layers.winograd`), which computes the same
 numbers with 2.25× or 4× fewer multiplications and a small loss of float32 accuracy. ``algorithm="auto"`` (the
-default) chooses by :func:`auto_algorithm`, a rule on the layer's shape.
+default) chooses by :func:`auto_algorithm`, a rule on the layer's shape and the BLAS's thread configuration.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -77,15 +78,44 @@ def winograd_eligible(kernel_size: tuple[int, int], stride: tuple[int, int]) -> 
     return kernel_size == (3, 3) and stride == (1, 1)
 
 
-def auto_algorithm(
-    in_channels: int, out_channels: int, groups: int, kernel_size: tuple[int, int], stride: tuple[int, int]
-) -> str:
-    """The shape rule of ``algorithm="auto"``: ``winograd4`` for a 3×3, stride-1 convolution whose groups have at
-    least :data:`AUTO_MIN_CHANNELS` input and output channels each, ``im2col`` for everything else.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""The environment variables that set the CPU BLAS's thread count, read once when minialex is imported."""
 
-    The rule reads the layer's shape only (never a timing), so a run makes the same choice on every machine.
+
+def one_blas_thread(environ: Any = None) -> bool:
+    """Whether the CPU BLAS was told to use a single thread (one of :data:`BLAS_THREAD_VARIABLES` is ``1``).
+
+    ``environ`` defaults to :data:`os.environ`.
     """
-    if not winograd_eligible(kernel_size, stride):
+    env = os.environ if environ is None else environ
+    return any(env.get(name, "").strip() == "1" for name in BLAS_THREAD_VARIABLES)
+
+
+ONE_BLAS_THREAD = one_blas_thread()
+""":func:`one_blas_thread` at import (the BLAS reads these variables once, when it is loaded, too)."""
+
+
+def auto_algorithm(
+    in_channels: int,
+    out_channels: int,
+    groups: int,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    single_thread_cpu: bool | None = None,
+) -> str:
+    """The rule of ``algorithm="auto"``: ``winograd4`` for a 3×3, stride-1 convolution whose groups have at least
+    :data:`AUTO_MIN_CHANNELS` input and output channels each, *when the arrays live on the CPU and its BLAS runs
+    one thread*; ``im2col`` for everything else.
+
+    The Winograd path makes α²·G GEMM calls per product where im2col makes G: with a multi-threaded BLAS on a
+    shared machine each call can wait for a parked thread, and that was measured to cost more than the saved
+    multiplications; on a GPU it was not measured. ``single_thread_cpu`` defaults to "on the CPU and
+    :data:`ONE_BLAS_THREAD`". The rule reads the shape and that configuration only, never a timing, so a run makes
+    the same choice every time.
+    """
+    if single_thread_cpu is None:
+        single_thread_cpu = ONE_BLAS_THREAD and not backend.on_gpu
+    if not single_thread_cpu or not winograd_eligible(kernel_size, stride):
         return "im2col"
     if min(in_channels, out_channels) // groups < AUTO_MIN_CHANNELS:
         return "im2col"
@@ -116,7 +146,8 @@ class Conv2d(Layer):
     bias_value : the initial value of every bias (default 0)
     algorithm : "auto" (default), "im2col", "winograd2" or "winograd4" (see :data:`ALGORITHMS`). im2col is the
         reference and works for every shape; the Winograd algorithms need a 3×3 kernel at stride 1 and trade a
-        little float32 accuracy for fewer multiplications. ``auto`` picks by :func:`auto_algorithm`.
+        little float32 accuracy for fewer multiplications. ``auto`` picks by :func:`auto_algorithm` (Winograd for
+        wide 3×3 layers on a single-threaded CPU BLAS, im2col otherwise).
 
     Each weight is drawn once, here; the AlexNet builders in :mod:`minialex.models` pass the scale their
     initialisation scheme gives each layer.
