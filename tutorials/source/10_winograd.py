@@ -277,5 +277,6 @@ for r in rows:
 # * The algorithm is polynomial interpolation: evaluate, multiply point by point, interpolate; the correlation is
 #   its transpose.
 # * The saving is paid for with transforms (memory-bound passes) and with accuracy (larger tiles, larger matrix
-#   entries): F(4×4) loses about 1.5 decimal digits in float32. Libraries choose per layer, by shape, which is what
-#   `Conv2d(algorithm="auto")` does.
+#   entries): F(4×4) loses about 1.5 decimal digits in float32. Libraries choose per layer, by shape; minialex's
+#   `Conv2d(algorithm="auto")` does too, and also asks whether the BLAS runs one thread (with several threads on a
+#   busy machine, Winograd's many GEMM calls each wait for a thread: `docs/winograd.md` has the measurements).
