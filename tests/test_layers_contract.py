@@ -66,6 +66,8 @@ class Case:
 CASES = [
     Case("conv", lambda: Conv2d(4, 6, (3, 2), stride=(2, 1), padding=1, groups=2), (2, 4, 7, 6), "Conv2d", "Conv2d"),
     Case("conv11s4", lambda: Conv2d(3, 2, 11, stride=4), (1, 3, 17, 16), "Conv2d", "Conv2d"),
+    Case("winograd2", lambda: Conv2d(4, 6, 3, 1, 1, 2, algorithm="winograd2"), (2, 4, 7, 6), "Conv2d", "Conv2d"),
+    Case("winograd4", lambda: Conv2d(2, 4, 3, padding=2, algorithm="winograd4"), (2, 2, 5, 7), "Conv2d", "Conv2d"),
     Case("relu", ReLU, (2, 3, 4, 5), "ReLU", "ReLU"),
     Case("lrn", lambda: LocalResponseNorm(4, alpha=1.0), (2, 7, 3, 4), "LocalResponseNorm", "LocalResponseNorm"),
     Case("maxpool", lambda: MaxPool2d(3, 2, 1), (2, 3, 7, 8), "MaxPool2d", "MaxPool2d"),

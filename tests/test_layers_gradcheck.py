@@ -148,6 +148,24 @@ def test_maxpool_forward_and_backward_match_naive_loops(case):
 
 
 @pytest.mark.parametrize("case", POOL_GRID, ids=[pool_id(c) for c in POOL_GRID])
+def test_maxpool_channel_major_input_and_gradient_match_naive_loops(case):
+    # After a convolution, x and dy are stored (C, N, H, W); the one-pass scatter walks that order.
+    shape, k, s, p = case
+    n, c = shape[:2]
+    x = host(tie_free((c, n, *shape[2:]), seed=7)).transpose(1, 0, 2, 3)
+    pool = MaxPool2d(k, s, p)
+    dy_shape = pool.output_shape(shape)
+    dy = np.random.default_rng(8).standard_normal((dy_shape[1], dy_shape[0], *dy_shape[2:])).transpose(1, 0, 2, 3)
+    y = pool.forward(dev(x))
+    _, winners = reference.maxpool2d_forward(x, k, s, p)
+    dx = pool.backward(dev(dy))
+    assert rel_diff(dx, reference.maxpool2d_backward(dy, winners, shape)) <= 1e-15
+    assert host(y).shape == dy_shape and host(dx).shape == shape
+    if n > 1:  # laid out like its input, channel-major
+        assert dx.strides[1] > dx.strides[0] and y.strides[1] > y.strides[0]
+
+
+@pytest.mark.parametrize("case", POOL_GRID, ids=[pool_id(c) for c in POOL_GRID])
 def test_maxpool_gradients(case):
     shape, k, s, p = case
     assert_all_within(check_layer(MaxPool2d(k, s, p), tie_free(shape, seed=9)))

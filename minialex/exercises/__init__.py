@@ -31,6 +31,7 @@ module                 graders
 ``batchnorm``          :func:`check_batchnorm_backward`
 ``photographs``        :func:`check_rgb_covariance`, :func:`check_pca_colour_noise`
 ``two_gpu_split``      :func:`check_allgather_bytes`
+``winograd``           :func:`check_winograd_f23`, :func:`check_winograd_tile`
 =====================  =========================================================================
 """
 
@@ -49,6 +50,7 @@ from minialex.exercises.photographs import check_pca_colour_noise, check_rgb_cov
 from minialex.exercises.relu_pool import check_maxpool_backward, check_relu_backward
 from minialex.exercises.training import check_confusion_matrix, check_sgd_paper_step
 from minialex.exercises.two_gpu_split import check_allgather_bytes
+from minialex.exercises.winograd import check_winograd_f23, check_winograd_tile
 
 __all__ = [
     "check_allgather_bytes",
@@ -71,4 +73,6 @@ __all__ = [
     "check_rgb_covariance",
     "check_sgd_paper_step",
     "check_softmax_ce_backward",
+    "check_winograd_f23",
+    "check_winograd_tile",
 ]

@@ -27,10 +27,16 @@ Backward. With dY = dL/dy as a (C_out, N*OH*OW) matrix and y = W @ cols + b:
 Each group does the same with its own blocks. The same convolution written as plain loops over every
 output, forward and backward, is :func:`minialex.reference.conv2d_forward` and
 :func:`~minialex.reference.conv2d_backward`: the ground truth the tests hold this layer to.
+
+Algorithms. im2col + GEMM above is the reference and works for every shape. A 3×3 convolution at stride 1 can
+also run Winograd's F(2×2, 3×3) or F(4×4, 3×3) (:mod:`minialex.layers.winograd`), which computes the same
+numbers with 2.25× or 4× fewer multiplications and a small loss of float32 accuracy. ``algorithm="auto"`` (the
+default) chooses by :func:`auto_algorithm`, a rule on the layer's shape and the BLAS's thread configuration.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -40,6 +46,7 @@ from minialex._engine import workspace
 from minialex._engine.workspace import scratch
 from minialex.backend import xp
 from minialex.errors import LayerInputError
+from minialex.layers import winograd
 from minialex.layers.base import Array, Layer, Shape, check_elements, initial_bias, initial_weight
 from minialex.layers.im2col import IntPair, col2im, im2col, pair, window_output_size
 
@@ -54,6 +61,65 @@ two such buffers, then fit in half of it."""
 
 GPU_CHUNK_BYTES_MAX = 2**31
 """... and at most this many bytes (it keeps every index of the columns well inside 32 bits)."""
+
+
+ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
+"""The values of ``Conv2d(algorithm=...)``: ``winograd2`` and ``winograd4`` are F(2×2, 3×3) and F(4×4, 3×3)
+(:mod:`minialex.layers.winograd`), for 3×3 kernels at stride 1 only; ``auto`` chooses by :func:`auto_algorithm`."""
+
+AUTO_MIN_CHANNELS = 128
+"""``auto`` uses Winograd only when every group has at least this many input and output channels: below it the
+GEMMs in the transformed domain are too short for the saved multiplications to pay for the transforms (the
+measurements behind the rule are in ``docs/winograd.md``)."""
+
+
+def winograd_eligible(kernel_size: tuple[int, int], stride: tuple[int, int]) -> bool:
+    """Winograd F(m×m, 3×3) applies to 3×3 kernels at stride 1 (any padding, any groups)."""
+    return kernel_size == (3, 3) and stride == (1, 1)
+
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""The environment variables that set the CPU BLAS's thread count, read once when minialex is imported."""
+
+
+def one_blas_thread(environ: Any = None) -> bool:
+    """Whether the CPU BLAS was told to use a single thread (one of :data:`BLAS_THREAD_VARIABLES` is ``1``).
+
+    ``environ`` defaults to :data:`os.environ`.
+    """
+    env = os.environ if environ is None else environ
+    return any(env.get(name, "").strip() == "1" for name in BLAS_THREAD_VARIABLES)
+
+
+ONE_BLAS_THREAD = one_blas_thread()
+""":func:`one_blas_thread` at import (the BLAS reads these variables once, when it is loaded, too)."""
+
+
+def auto_algorithm(
+    in_channels: int,
+    out_channels: int,
+    groups: int,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    single_thread_cpu: bool | None = None,
+) -> str:
+    """The rule of ``algorithm="auto"``: ``winograd4`` for a 3×3, stride-1 convolution whose groups have at least
+    :data:`AUTO_MIN_CHANNELS` input and output channels each, *when the arrays live on the CPU and its BLAS runs
+    one thread*; ``im2col`` for everything else.
+
+    The Winograd path makes α²·G GEMM calls per product where im2col makes G: with a multi-threaded BLAS on a
+    shared machine each call can wait for a parked thread, and that was measured to cost more than the saved
+    multiplications; on a GPU it was not measured. ``single_thread_cpu`` defaults to "on the CPU and
+    :data:`ONE_BLAS_THREAD`". The rule reads the shape and that configuration only, never a timing, so a run makes
+    the same choice every time.
+    """
+    if single_thread_cpu is None:
+        single_thread_cpu = ONE_BLAS_THREAD and not backend.on_gpu
+    if not single_thread_cpu or not winograd_eligible(kernel_size, stride):
+        return "im2col"
+    if min(in_channels, out_channels) // groups < AUTO_MIN_CHANNELS:
+        return "im2col"
+    return "winograd4"
 
 
 def column_budget() -> int:
@@ -78,6 +144,10 @@ class Conv2d(Layer):
     weight_std : the standard deviation of the initial weights, N(0, weight_std²); None (the default) for
         He's N(0, 2 / fan_in) with fan_in = C_in/G·KH·KW
     bias_value : the initial value of every bias (default 0)
+    algorithm : "auto" (default), "im2col", "winograd2" or "winograd4" (see :data:`ALGORITHMS`). im2col is the
+        reference and works for every shape; the Winograd algorithms need a 3×3 kernel at stride 1 and trade a
+        little float32 accuracy for fewer multiplications. ``auto`` picks by :func:`auto_algorithm` (Winograd for
+        wide 3×3 layers on a single-threaded CPU BLAS, im2col otherwise).
 
     Each weight is drawn once, here; the AlexNet builders in :mod:`minialex.models` pass the scale their
     initialisation scheme gives each layer.
@@ -99,6 +169,7 @@ class Conv2d(Layer):
         dtype: Any = np.float32,
         weight_std: float | None = None,
         bias_value: float = 0.0,
+        algorithm: str = "auto",
     ) -> None:
         super().__init__()
         self.in_channels = validate.integer(in_channels, "Conv2d: in_channels", low=1, error=LayerInputError)
@@ -110,6 +181,14 @@ class Conv2d(Layer):
         for what, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value % groups:
                 raise LayerInputError(f"Conv2d: {what}={value} is not divisible by groups={groups}")
+        if algorithm not in ALGORITHMS:
+            raise LayerInputError(f"Conv2d: algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+        if algorithm.startswith("winograd") and not winograd_eligible(self.kernel_size, self.stride):
+            raise LayerInputError(
+                f"Conv2d: algorithm={algorithm!r} needs a 3x3 kernel at stride 1, "
+                f"got kernel_size={self.kernel_size}, stride={self.stride}"
+            )
+        self.algorithm = algorithm
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         shape = (out_channels, in_channels // groups, kh, kw)
@@ -126,7 +205,24 @@ class Conv2d(Layer):
             text += f", groups={self.groups}"
         if "bias" not in self.params:
             text += ", bias=False"
+        if self.algorithm != "auto":
+            text += f", algorithm={self.algorithm!r}"
         return text
+
+    @property
+    def chosen_algorithm(self) -> str:
+        """The algorithm that runs: ``algorithm``, or for ``auto`` the choice of :func:`auto_algorithm`."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        return auto_algorithm(self.in_channels, self.out_channels, self.groups, self.kernel_size, self.stride)
+
+    def _winograd_chunk(self, x_shape: Shape, itemsize: int, m: int) -> int:
+        """How many images go through the Winograd transforms at once: as many as fit in :func:`column_budget`
+        (the same budget as im2col's columns, so either algorithm holds at most one chunk of scratch)."""
+        per_image = winograd.bytes_per_image(
+            self.in_channels, self.out_channels, x_shape[2], x_shape[3], self.padding, m, itemsize
+        )
+        return max(1, min(x_shape[0], column_budget() // max(per_image, 1)))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """(N, C_out, OH, OW) for an input of shape (N, C_in, H, W)."""
@@ -155,10 +251,12 @@ class Conv2d(Layer):
         self._check_float(x)
         n, c_out, oh, ow = self.output_shape(x.shape)
         self._check_param_dtype(x)
-        g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         (ph, pw), (_, _, h, w) = self.padding, x.shape
         check_elements(f"{self.name}: the padded input", (n, self.in_channels, h + 2 * ph, w + 2 * pw))
         check_elements(f"{self.name}: the output", (n, c_out, oh, ow))
+        if self.chosen_algorithm != "im2col":
+            return self._winograd_forward(x, int(self.chosen_algorithm[-1]))
+        g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         check_elements(f"{self.name}: one image's columns", (k, oh * ow))
         w_g = self.params["weight"].reshape(g, c_out // g, k // g)
         out = xp.empty((c_out, n * oh * ow), dtype=x.dtype)
@@ -181,10 +279,12 @@ class Conv2d(Layer):
         return out.reshape(c_out, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
-        (x,) = self._saved_for_backward()
+        x, *kept = self._saved_for_backward()  # kept: Winograd's V when the forward kept it
         weight = self.params["weight"]
         n, c_out, oh, ow = self.output_shape(x.shape)
         self._check_grad(dy, (n, c_out, oh, ow), x.dtype)
+        if self.chosen_algorithm != "im2col":
+            return self._winograd_backward(x, dy, int(self.chosen_algorithm[-1]), need_input_grad, *kept)
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         ph, pw = self.padding
         dy_g = dy.transpose(1, 0, 2, 3).reshape(g, c_out // g, -1)  # free when dy is channel-major in memory
@@ -220,3 +320,45 @@ class Conv2d(Layer):
         if not need_input_grad:
             return None
         return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)
+
+    def _winograd_forward(self, x: Array, m: int) -> Array:
+        """The forward pass by F(m×m, 3×3): U from the weights once, then the batch in chunks. A batch that is one
+        chunk keeps its V for the weight gradient (in training mode only)."""
+        n, c_out, oh, ow = self.output_shape(x.shape)
+        u = winograd.transform_kernel(self.params["weight"], self.groups, m)
+        out = xp.empty((c_out, n, oh, ow), dtype=x.dtype)
+        step = self._winograd_chunk(x.shape, x.dtype.itemsize, m)
+        keep = self.training and step >= n
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            v = winograd.conv_chunk(x[n0:n1], u, self.padding, m, out[:, n0:n1], keep=keep)
+        if "bias" in self.params:
+            out += self.params["bias"][:, None, None, None]
+        self._saved = (x, v) if keep else (x,)
+        return out.transpose(1, 0, 2, 3)
+
+    def _winograd_backward(
+        self, x: Array, dy: Array, m: int, need_input_grad: bool, v: Array | None = None
+    ) -> Array | None:
+        """dW by the transposed transforms, dX as the Winograd convolution of dy with the flipped kernel."""
+        weight, g = self.params["weight"], self.groups
+        c_out, cg = weight.shape[:2]
+        (ph, pw), alpha = self.padding, m + 2
+        dy_cm = dy.transpose(1, 0, 2, 3)  # (C_out, N, OH, OW): free when dy is channel-major in memory
+        du = xp.zeros((alpha * alpha, g, c_out // g, cg), dtype=x.dtype)
+        if need_input_grad:
+            u_flipped = winograd.transform_kernel(winograd.flipped_kernel(weight, g), g, m)
+            dx = xp.empty((self.in_channels, *x.shape[:1], *x.shape[2:]), dtype=x.dtype)
+        n = x.shape[0]
+        step = self._winograd_chunk(x.shape, x.dtype.itemsize, m)
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            kept = v if n0 == 0 and n1 == n else None  # V of the whole batch, if the forward kept it
+            winograd.weight_grad_chunk(x[n0:n1], dy_cm[:, n0:n1], self.padding, m, g, du, kept)
+            if need_input_grad:
+                dy_chunk = dy_cm[:, n0:n1].transpose(1, 0, 2, 3)
+                winograd.conv_chunk(dy_chunk, u_flipped, (2 - ph, 2 - pw), m, dx[:, n0:n1])
+        self.grads["weight"] = winograd.weight_grad(du, m)
+        if "bias" in self.params:
+            self.grads["bias"] = dy_cm.sum(axis=(1, 2, 3))
+        return dx.transpose(1, 0, 2, 3) if need_input_grad else None

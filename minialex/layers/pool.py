@@ -13,8 +13,15 @@ Padding counts as −inf: it is never the maximum.
 
 Backward. y = x[window's argmax], so dL/dx gets dL/dy at the winning pixel and 0 elsewhere. With
 k > s, windows overlap (a pixel can win in up to ⌈k/s⌉² windows), so the contributions must be
-*accumulated*: ``dx[slice of offset o] += dy · [argmax = o]`` for each offset o. An assignment ``=``
-instead of ``+=`` would pass tests with 2×2/2 pooling and fail silently with AlexNet's 3×3/2.
+*accumulated*, not assigned (an assignment would pass tests with 2×2/2 pooling and fail silently with
+AlexNet's 3×3/2). It is one pass over dy: each output's winner has a flat index in the padded input,
+
+    flat[n, c, oh, ow] = ((n·C + c)·Hp + oh·s_h + i)·Wp + ow·s_w + j,     (i, j) = the argmax's offset
+
+and ``bincount(flat, weights=dy)`` adds every dy into its winner's bin, several into a shared one (it sums
+in float64 and rounds once to the data's dtype). The images are split into ranges over the threads (a range's
+pixels are its own), and the arrays are walked in the order they sit in memory (channel-major after a
+convolution).
 
 Non-finite inputs follow PyTorch: ±inf compare like any other value, and a NaN makes its window's output
 NaN and takes the window's gradient (the last NaN in row-major order, if there are several). One corner
@@ -38,9 +45,14 @@ from minialex.layers.base import Array, Layer, Shape
 from minialex.layers.im2col import IntPair, pad_spatial, pair, window_output_size
 
 
+def _is_channel_major(a: Array) -> bool:
+    """Whether the (N, C, H, W) array ``a`` is stored (C, N, H, W), as convolution outputs are."""
+    return a.shape[0] > 1 and a.strides[1] > a.strides[0]
+
+
 def _empty_like_layout(a: Array, shape: tuple[int, int, int, int], dtype: Any) -> Array:
     """An empty (N, C, H, W) array of ``shape`` stored channel-major (C, N, H, W) when ``a`` is, else C-order."""
-    if a.shape[0] > 1 and a.strides[1] > a.strides[0]:  # channel-major, as convolution outputs are
+    if _is_channel_major(a):
         n, c, h, w = shape
         return xp.empty((c, n, h, w), dtype=dtype).transpose(1, 0, 2, 3)
     return xp.empty(shape, dtype=dtype)
@@ -106,18 +118,31 @@ class MaxPool2d(Layer):
     def backward(self, dy: Array, need_input_grad: bool = True) -> Array:
         argmax, x_shape, dtype = self._saved_for_backward()
         self._check_grad(dy, argmax.shape, dtype)
-        n, c, h, w = x_shape
+        h, w = x_shape[2:]
         _, _, oh, ow = argmax.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
-        # Laid out like the forward input (channel-major after a convolution), so the layers below read it fast.
-        dxpad = _empty_like_layout(argmax, (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
-        offsets = self._offsets()
+        hp, wp = h + 2 * ph, w + 2 * pw
+        # Work in the order the arrays sit in memory: (C, N, ...) after a convolution, else (N, C, ...). The
+        # gradient is laid out like the forward input, so the layers below read it fast.
+        channel_major = _is_channel_major(argmax)
+        am = argmax.transpose(1, 0, 2, 3) if channel_major else argmax
+        dym = dy.transpose(1, 0, 2, 3) if channel_major else dy
+        outer, inner = am.shape[:2]
+        dxm = xp.empty((outer, inner, hp, wp), dtype=dy.dtype)
+        # Where offset o = (i, j) of a window lands, relative to the window's corner, in a flattened padded image.
+        shift = xp.asarray([i * wp + j for i, j in self._offsets()], dtype=xp.int64)
+        corner = (xp.arange(oh, dtype=xp.int64) * (sh * wp))[:, None] + xp.arange(ow, dtype=xp.int64) * sw
 
-        def images(n0: int, n1: int) -> None:
-            dxs, dys, am = dxpad[n0:n1], dy[n0:n1], argmax[n0:n1]
-            dxs[...] = 0
-            for o, (i, j) in enumerate(offsets):
-                dxs[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += dys * (am == o)
+        def images(a0: int, a1: int) -> None:  # a range of the outer axis: its images do not share a pixel
+            planes = (a1 - a0) * inner
+            start = (xp.arange(planes, dtype=xp.int64) * (hp * wp))[:, None, None]
+            flat = start + corner + shift[am[a0:a1].reshape(planes, oh, ow)]
+            # One pass: each dy goes to its window's winner; bincount adds where overlapping windows share one.
+            weights = xp.ascontiguousarray(dym[a0:a1]).reshape(-1)
+            dxm[a0:a1] = xp.bincount(flat.reshape(-1), weights=weights, minlength=planes * hp * wp).reshape(
+                a1 - a0, inner, hp, wp
+            )
 
-        parallel.split(images, n, dxpad.size)
+        parallel.split(images, outer, dxm.size)
+        dxpad = dxm.transpose(1, 0, 2, 3) if channel_major else dxm
         return dxpad[:, :, ph : ph + h, pw : pw + w]
