@@ -445,3 +445,6 @@ for path in records:
 #
 # This is the end of the core series. From here: `minialex train --help`, the layer sources in `minialex/layers/`
 # (each tells the whole story of its layer in one file), and the benchmark suite.
+#
+# **Next:** the series goes beyond the paper's own layers with [8. Batch normalisation and
+# Adam](08_batchnorm.ipynb), what replaced LRN and plain SGD in practice.

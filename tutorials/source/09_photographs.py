@@ -420,4 +420,5 @@ shutil.rmtree(workdir)  # the temporary folder of this notebook, and everything 
 #   five classes.
 # * An image folder is decoded once into a fingerprinted cache that holds the pixels and the statistics.
 #
-# **Next:** notebook 11, [the two-GPU split](11_two_gpu_split.ipynb), run in one process.
+# **Next:** [10. Fast convolution](10_winograd.ipynb): Winograd's algorithm, which computes a 3×3 convolution with
+# fewer multiplications than the textbook formula.

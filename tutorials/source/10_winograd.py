@@ -280,3 +280,5 @@ for r in rows:
 #   entries): F(4×4) loses about 1.5 decimal digits in float32. Libraries choose per layer, by shape; minialex's
 #   `Conv2d(algorithm="auto")` does too, and also asks whether the BLAS runs one thread (with several threads on a
 #   busy machine, Winograd's many GEMM calls each wait for a thread: `docs/winograd.md` has the measurements).
+#
+# **Next:** [11. The two-GPU split](11_two_gpu_split.ipynb): the paper's two columns, run in one process and over MPI.
