@@ -29,23 +29,30 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+KERAS = [("keras-cifar10", 32, "adam")]
+"""The Keras CIFAR-10 AlexNet as its tutorial trains it: batch 32, Adam (a step entry's third item)."""
+UPDATES = [("keras-cifar10", "adam"), ("keras-cifar10", "sgd"), ("paper", "adam")]
+"""Optimiser updates timed alone (every parameter of the model): Adam beside SGD and beside PyTorch's."""
 FULL = {
-    "per_layer": [("paper", 32), ("paper", 128)],
-    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128)],
+    "per_layer": [("paper", 32), ("paper", 128), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128), *KERAS],
+    "updates": UPDATES,
     "memory": [("paper", 32), ("paper", 128), ("torchvision", 128)],
     "layer_repeats": 2,
     "step_repeats": {32: 5, 128: 3},
 }
 GPU_FULL = {  # the same configurations (and any other variant the library has); GPU rounds cost milliseconds
-    "per_layer": [("paper", 32), ("paper", 128)],
-    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128)],
+    "per_layer": [("paper", 32), ("paper", 128), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128), *KERAS],
+    "updates": UPDATES,
     "memory": [],  # device memory is measured in-process, per step (bench.device_step_memory)
     "layer_repeats": 5,
     "step_repeats": {32: 20, 128: 10},
 }
 QUICK = {
-    "per_layer": [("paper", 32)],
-    "steps": [("paper", 32), ("torchvision", 32), ("d2l", 32), ("mini", 32)],
+    "per_layer": [("paper", 32), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("torchvision", 32), ("d2l", 32), ("mini", 32), *KERAS],
+    "updates": [("keras-cifar10", "adam")],
     "memory": [("paper", 32)],
     "layer_repeats": 2,
     "step_repeats": {32: 3, 128: 2},
@@ -53,11 +60,12 @@ QUICK = {
 TINY = {  # for the smoke test: seconds, not minutes
     "per_layer": [("mini", 4)],
     "steps": [("mini", 4)],
+    "updates": [("mini", "adam")],
     "memory": [("mini", 4)],
     "layer_repeats": 1,
     "step_repeats": {4: 1},
 }
-KNOWN_VARIANTS = ("mini", "paper", "d2l", "torchvision")
+KNOWN_VARIANTS = ("mini", "paper", "d2l", "torchvision", "keras-cifar10")
 GPU_TIMEOUT_S = 1800
 
 
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "per_layer": [],
         "steps": [],
+        "updates": [],
         "notes": [],
     }
     if device == "gpu":
@@ -164,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         measure(results, plan, bench, torch, torch_device)
     except KeyboardInterrupt:  # Ctrl-C, or SIGINT from a time limit: keep and write what was measured
-        done = len(results["per_layer"]) + len(results["steps"])
+        done = len(results["per_layer"]) + len(results["steps"]) + len(results["updates"])
         results["notes"].append(
-            f"Interrupted (SIGINT) after {done} of {len(plan['per_layer']) + len(plan['steps'])} configurations: "
+            f"Interrupted (SIGINT) after {done} of {len(plan['per_layer']) + len(plan['steps']) + len(plan.get('updates', []))} configurations: "
             "the rows shown are complete, the others were not measured."
         )
         log("interrupted: writing the configurations measured so far")
@@ -203,12 +212,19 @@ def measure(results: dict[str, Any], plan: dict[str, Any], bench: Any, torch: An
         entry = bench.per_layer(variant, n, plan["layer_repeats"], torch, torch_device, log=log)
         entry["device"] = device
         results["per_layer"].append(entry)
-    for variant, n in plan["steps"]:
-        log(f"training step: {variant} batch {n}")
+    for variant, n, *optimizer in plan["steps"]:
+        log(f"training step: {variant} batch {n}" + (f" ({optimizer[0]})" if optimizer else ""))
         repeats = plan["step_repeats"].get(n, 3) * (4 if variant == "mini" else 1)  # a mini step is short: more rounds
-        entry = bench.train_steps(variant, n, repeats, torch, torch_device, tf32, log=log)
+        entry = bench.train_steps(
+            variant, n, repeats, torch, torch_device, tf32, log=log, optimizer=(optimizer or ["sgd"])[0]
+        )
         entry["device"] = device
         results["steps"].append(entry)
+    for variant, optimizer in plan.get("updates", []):
+        log(f"optimiser update: {optimizer} over {variant}")
+        entry = bench.optimizer_updates(variant, optimizer, plan["layer_repeats"] * 5, torch, torch_device, log=log)
+        entry["device"] = device
+        results["updates"].append(entry)
 
 
 def measure_memory(results: dict[str, Any], plan: dict[str, Any], with_torch: bool, device: str) -> None:

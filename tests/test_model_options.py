@@ -27,6 +27,7 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     return status, out, err
 
+
 KERAS_LAYERS = [
     ("conv1", "Conv2d"), ("norm1", "BatchNorm2d"), ("relu1", "ReLU"), ("pool1", "MaxPool2d"),
     ("conv2", "Conv2d"), ("norm2", "BatchNorm2d"), ("relu2", "ReLU"), ("pool2", "MaxPool2d"),

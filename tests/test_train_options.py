@@ -170,7 +170,9 @@ def test_checkpoints_that_do_not_fit_are_clear_errors(adam_bn_reference, tmp_pat
         checkpoint.restore(ckpt, run.model, run.optimizer, run.scheduler)
 
     ckpt = checkpoint.load_checkpoint(path)
-    with pytest.raises(CheckpointError, match=r"expected an SGD state \(velocities\), got the state of a 'Adam' optimiser"):
+    with pytest.raises(
+        CheckpointError, match=r"expected an SGD state \(velocities\), got the state of a 'Adam' optimiser"
+    ):
         checkpoint.restore(ckpt, run.model, SGD(run.model), rng=False)
 
     ckpt = checkpoint.load_checkpoint(path)

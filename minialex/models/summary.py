@@ -6,12 +6,13 @@ of one), and the table adds the parameter count::
 
     Conv2d   MACs = OH · OW · C_out · (C_in / G) · KH · KW      (each output sums C_in/G · KH · KW products)
     Linear   MACs = in · out
-    others   0    (ReLU, LRN, BatchNorm, max-pool, dropout and flatten are memory-bound and cheap; not counted)
+    others   0    (ReLU, LRN, BatchNorm, max-pool, dropout, flatten: memory-bound and cheap; not counted)
 
 FLOPs count a multiply-add as 2 floating-point operations: FLOPs = 2 · MACs. Bias additions are not
-counted (they are in the parameter count). "params" are the trainable parameters; a BatchNorm layer's
-running mean and variance are listed apart as non-trainable "buffers" (Keras's "non-trainable params"). These are the conventions of published AlexNet tables and of
-torchvision's ``_ops`` (0.714 GMACs for its AlexNet).
+counted (they are in the parameter count). These are the conventions of published AlexNet tables and of
+torchvision's ``_ops`` (0.714 GMACs for its AlexNet). "params" are the trainable parameters; a BatchNorm
+layer's running mean and variance are listed apart as non-trainable "buffers" (Keras's "non-trainable
+params").
 """
 
 from __future__ import annotations

@@ -279,7 +279,9 @@ def check_widths(spec: Variant, widths: Any) -> tuple[int, ...]:
             f"alexnet: widths for {spec.name!r} must be {len(convs)} ({', '.join(convs)}) or {len(names)} positive "
             f"integers ({', '.join(names)}), got {widths!r}"
         )
-    given = tuple(validate.integer(w, f"alexnet: the {name} width", low=1) for w, name in zip(widths, names, strict=False))
+    given = tuple(
+        validate.integer(w, f"alexnet: the {name} width", low=1) for w, name in zip(widths, names, strict=False)
+    )
     for stage, width, name in zip(spec.stages, given, names, strict=False):
         if width % stage.groups:
             raise ConfigError(f"alexnet: the {name} width must be divisible by its groups={stage.groups}, got {width}")

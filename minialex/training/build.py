@@ -139,7 +139,9 @@ def inference_parts(
                 f"{shape}; it holds {got}"
             )
     if config.pad and mean_image is None:
-        return model, PaddedPipeline(config.dataset, shape, model.input_shape, config.pad, info.mean, info.std, False, dtype)
+        return model, PaddedPipeline(
+            config.dataset, shape, model.input_shape, config.pad, info.mean, info.std, False, dtype
+        )
     pipeline = InputPipeline(
         config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype, mean_image=mean_image
     )

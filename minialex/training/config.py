@@ -189,7 +189,9 @@ class TrainConfig:
     def _resolve_optimizer_defaults(self) -> None:
         """``lr`` and ``weight_decay`` None become the optimiser's defaults (an unknown optimiser: left for
         :meth:`validate` to reject)."""
-        for name, value in OPTIMIZER_DEFAULTS.get(self.optimizer, {}).items() if isinstance(self.optimizer, str) else ():
+        for name, value in (
+            OPTIMIZER_DEFAULTS.get(self.optimizer, {}).items() if isinstance(self.optimizer, str) else ()
+        ):
             if getattr(self, name) is None:
                 setattr(self, name, value)
 
