@@ -14,7 +14,7 @@ before it, or nothing. The seed draws the weights, the subset, the batch order, 
 masks, so the spread over seeds is the run-to-run noise that any difference has to exceed.
 
 Writes ``ablation.json`` (every run's history, then mean ± sample std per normalisation), ``ablation.md``
-(the table) and ``ablation.png`` (validation accuracy per epoch, mean ± std over seeds, and the final test
+(the table) and ``ablation-curves.png`` (validation accuracy per epoch, mean ± std over seeds, and the final test
 accuracy of each seed) to ``--out`` (default ``benchmarks/results``). Runs already in ``ablation.json``
 with the same recipe are kept and skipped, so an interrupted ablation continues where it stopped.
 """
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 machine = {"platform": platform.platform(), "processor": platform.processor(), "load": load_average()}
                 write_json(record, {"recipe": options, "machine": machine, "runs": runs, "summary": summary})
                 write_text_atomic(out / "ablation.md", table(summary, options, machine["load"]))
-                plot(summary, runs, out / "ablation.png")
+                plot(summary, runs, out / "ablation-curves.png")
     for norm, s in summarise(runs).items():
         (tm, ts) = s["test_accuracy"]
         print(f"{LABELS[norm]:18s} test {100 * tm:.2f} ± {100 * ts:.2f} % over {len(s['seeds'])} seeds")

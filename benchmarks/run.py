@@ -65,6 +65,14 @@ TINY = {  # for the smoke test: seconds, not minutes
     "layer_repeats": 1,
     "step_repeats": {4: 1},
 }
+KERAS_PLAN = {  # --keras: the BatchNorm and Adam rows only (keras-cifar10 per layer, its Adam step, the updates)
+    "per_layer": [("keras-cifar10", 32)],
+    "steps": KERAS,
+    "updates": UPDATES,
+    "memory": [],
+    "layer_repeats": 3,
+    "step_repeats": {32: 5},
+}
 KNOWN_VARIANTS = ("mini", "paper", "d2l", "torchvision", "keras-cifar10")
 GPU_TIMEOUT_S = 1800
 
@@ -73,6 +81,8 @@ def choose_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """The plan for this run: ``--tiny``, ``--quick``, or the full one (on a GPU, with every extra variant at 128)."""
     if args.tiny:
         return TINY
+    if getattr(args, "keras", False):
+        return KERAS_PLAN
     if args.quick:
         return QUICK
     if device != "gpu":
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="batch 32 only, fewer rounds (about 2 minutes)")
     mode.add_argument("--tiny", action="store_true", help="the mini model at batch 4, one round (a smoke test)")
+    mode.add_argument("--keras", action="store_true", help="keras-cifar10 per layer, its Adam step, optimiser updates")
     parser.add_argument("--no-torch", action="store_true", help="minialex only")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-gpu", action="store_true", help="on a CPU run, do not repeat the plan on a GPU")
@@ -194,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu_child:
         print("JSON:" + json.dumps(results, default=str))
         return 0
-    stem = results["machine_name"] + ("-quick" if args.quick else "-tiny" if args.tiny else "")
+    suffix = "-quick" if args.quick else "-tiny" if args.tiny else "-keras" if args.keras else ""
+    stem = results["machine_name"] + suffix
     paths = report.write(results, args.out, stem)
-    if not (args.quick or args.tiny) and args.out.resolve() == RESULTS:  # a full run is "the latest results"
+    if not (args.quick or args.tiny or args.keras) and args.out.resolve() == RESULTS:  # a full run is "the latest results"
         report.update_readme(results, RESULTS.parent / "README.md", stem)
     print(report.markdown(results))
     log("written: " + ", ".join(str(p) for p in paths.values()))
@@ -275,7 +287,7 @@ def _machine_name(info: dict[str, Any], device: str) -> str:
 def gpu_child_command(args: argparse.Namespace) -> list[str]:
     """The command that repeats this run's plan on the GPU (``--no-torch`` and ``--threads`` passed on)."""
     cmd = [sys.executable, "-m", "benchmarks.run", "--gpu-child", "--no-memory", "--threads", str(args.threads)]
-    cmd += ["--tiny"] if args.tiny else ["--quick"] if args.quick else []
+    cmd += ["--tiny"] if args.tiny else ["--quick"] if args.quick else ["--keras"] if getattr(args, "keras", False) else []
     return cmd + (["--no-torch"] if args.no_torch else [])
 
 
