@@ -14,9 +14,10 @@ before it, or nothing. The seed draws the weights, the subset, the batch order, 
 masks, so the spread over seeds is the run-to-run noise that any difference has to exceed.
 
 Writes ``ablation.json`` (every run's history, then mean ± sample std per normalisation), ``ablation.md``
-(the table) and ``ablation-curves.png`` (validation accuracy per epoch, mean ± std over seeds, and the final test
-accuracy of each seed) to ``--out`` (default ``benchmarks/results``). Runs already in ``ablation.json``
-with the same recipe are kept and skipped, so an interrupted ablation continues where it stopped.
+(the table) and ``ablation-curves.png`` (training loss and validation accuracy per epoch over the seeds, and
+the final test accuracy of each seed) to ``--out`` (default ``benchmarks/results``). Runs already in
+``ablation.json`` with the same recipe are kept and skipped, so an interrupted ablation continues where it
+stopped (and a call with nothing left to run rewrites the report and the plot).
 """
 
 from __future__ import annotations
@@ -132,10 +133,16 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> Non
 
     from minialex.training.plots import save_figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(15, 4))
     FigureCanvasAgg(fig)
-    curves, tests = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    losses, curves, tests = (fig.add_subplot(1, 3, k) for k in (1, 2, 3))
     for i, (norm, s) in enumerate(summary.items()):
+        mine = [r for r in runs if r["norm"] == norm]
+        epochs_done = min(len(r["history"]) for r in mine)
+        loss = np.array([[r["history"][e]["train_loss"] for e in range(epochs_done)] for r in mine])
+        x = np.arange(1, epochs_done + 1)
+        losses.plot(x, loss.mean(axis=0), marker="o", label=LABELS[norm], color=f"C{i}")
+        losses.fill_between(x, loss.min(axis=0), loss.max(axis=0), alpha=0.25, color=f"C{i}")
         mean, std = np.array(s["val_curve_mean"]) * 100, np.array(s["val_curve_std"]) * 100
         epochs = np.arange(1, len(mean) + 1)
         curves.plot(epochs, mean, marker="o", label=LABELS[norm], color=f"C{i}")
@@ -144,6 +151,9 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> Non
         tests.errorbar([i], [accs.mean()], yerr=[accs.std(ddof=1) if accs.size > 1 else 0], fmt="o", color=f"C{i}",
                        capsize=6)  # fmt: skip
         tests.scatter(np.full(accs.size, i + 0.15), accs, color=f"C{i}", s=12, alpha=0.7)
+    losses.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss, mean (band: min–max)")
+    losses.legend()
+    losses.grid(alpha=0.3)
     curves.set(xlabel="epoch", ylabel="validation top-1 (%)", title="validation accuracy, mean ± std over seeds")
     curves.legend()
     curves.grid(alpha=0.3)
@@ -152,6 +162,17 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> Non
     tests.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_all(out: Path, options: dict[str, Any], runs: list[dict[str, Any]], machine: dict | None = None) -> None:
+    """``ablation.json``, ``ablation.md`` and ``ablation-curves.png`` from the runs so far (``machine``: the
+    recorded one; None: this machine, now)."""
+    summary = summarise(runs)
+    if machine is None:
+        machine = {"platform": platform.platform(), "processor": platform.processor(), "load": load_average()}
+    write_json(out / "ablation.json", {"recipe": options, "machine": machine, "runs": runs, "summary": summary})
+    write_text_atomic(out / "ablation.md", table(summary, options, machine["load"]))
+    plot(summary, runs, out / "ablation-curves.png")
 
 
 def load_average() -> str:
@@ -178,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     record = out / "ablation.json"
     runs: list[dict[str, Any]] = []
+    machine = None
     if record.exists():
         saved = json.loads(record.read_text())
         if saved.get("recipe") == options:
-            runs = saved["runs"]
+            runs, machine = saved["runs"], saved.get("machine")
     dataset = load_dataset("mnist5k")
     with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
         for seed in seeds:  # seed-major: after each round every normalisation has the same number of runs
@@ -190,16 +212,14 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 run = run_one(options, norm, seed, dataset, Path(tmp))
                 runs.append(run)
+                machine = None  # a new run: the load now
                 print(
                     f"{norm:9s} seed {seed}: val {100 * run['val_accuracy']:.2f} %, test "
                     f"{100 * run['test_accuracy']:.2f} %, {run['seconds']:.0f} s",
                     flush=True,
                 )
-                summary = summarise(runs)
-                machine = {"platform": platform.platform(), "processor": platform.processor(), "load": load_average()}
-                write_json(record, {"recipe": options, "machine": machine, "runs": runs, "summary": summary})
-                write_text_atomic(out / "ablation.md", table(summary, options, machine["load"]))
-                plot(summary, runs, out / "ablation-curves.png")
+                write_all(out, options, runs)
+    write_all(out, options, runs, machine)  # also when every run was already recorded: the report and plot again
     for norm, s in summarise(runs).items():
         (tm, ts) = s["test_accuracy"]
         print(f"{LABELS[norm]:18s} test {100 * tm:.2f} ± {100 * ts:.2f} % over {len(s['seeds'])} seeds")

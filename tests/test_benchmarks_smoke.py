@@ -58,6 +58,37 @@ def test_batchnorm_mirror_adam_steps_and_updates_beside_torch(torch):
     assert "| mini (Adam) | 4 |" in md and "| adam | mini | 166,634 | cpu |" in md
 
 
+def test_ablation_summarises_writes_and_continues(tmp_path, monkeypatch):
+    """Mean ± sample std per normalisation, the three files, and a second call that trains nothing."""
+    from benchmarks import ablation
+
+    calls = []
+
+    def fake_run(options, norm, seed, dataset, folder):
+        calls.append((norm, seed))
+        acc = {"lrn": 0.9, "batchnorm": 0.92, "none": 0.8}[norm] + 0.01 * seed
+        history = [
+            {"epoch": e, "lr": 0.02, "train_loss": 1.0 / e, "train_accuracy": acc, "val_loss": 0.5, "val_accuracy": acc}
+            for e in (1, 2)
+        ]
+        return {"norm": norm, "seed": seed, "history": history, "val_accuracy": acc, "test_accuracy": acc,
+                "test_loss": 0.3, "seconds": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(ablation, "run_one", fake_run)
+    monkeypatch.setattr(ablation, "load_dataset", lambda name: None)
+    argv = ["--seeds", "0,1,2", "--epochs", "2", "--out", str(tmp_path)]
+    assert ablation.main(argv) == 0 and len(calls) == 9
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    mean, std = data["summary"]["batchnorm"]["test_accuracy"]
+    assert mean == pytest.approx(0.93) and std == pytest.approx(0.01)  # sample std of 0.92, 0.93, 0.94
+    assert data["summary"]["none"]["val_curve_mean"] == pytest.approx([0.81, 0.81])
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| BatchNorm | 3 | 93.00 ± 1.00 % | 93.00 ± 1.00 % | 92.0, 93.0, 94.0 |" in md
+    assert (tmp_path / "ablation-curves.png").stat().st_size > 0
+    assert ablation.main(argv) == 0 and len(calls) == 9  # every run recorded: nothing trains again
+    assert ablation.main([*argv[:-2], "--epochs", "3", "--out", str(tmp_path)]) == 0 and len(calls) == 18
+
+
 def test_memory_probe_reports_a_peak():
     from benchmarks import memory
 
