@@ -106,12 +106,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any], options: dict[str, Any], load: str) -> str:
     """The markdown report."""
+    train = f"a seeded subset of {options['limit_train']:,}" if options["limit_train"] else "all 3,500"
     lines = [
         "# LRN vs BatchNorm vs neither (`mini` on the embedded digits)",
         "",
         f"Recipe: {options['epochs']} epochs, lr 0.02 ÷ 10 after {options['step_size']}, batch 64, SGD (momentum 0.9, "
-        f"weight decay 5e-4), {options['limit_train'] or 3500} training digits (seeded subset), validation 500, test "
-        f"1,000; normalisation after conv1 and conv2. Mean ± sample std over seeds; {load}.",
+        f"weight decay 5e-4), {train} training digits, validation 500, test 1,000; normalisation after conv1 and "
+        f"conv2. Mean ± sample std over seeds; {load}.",
         "",
         "| normalisation | seeds | validation top-1 | test top-1 | test top-1 per seed | s per run |",
         "|---|---:|---:|---:|---|---:|",
@@ -164,15 +165,17 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> Non
     save_figure(fig, path)
 
 
-def write_all(out: Path, options: dict[str, Any], runs: list[dict[str, Any]], machine: dict | None = None) -> None:
-    """``ablation.json``, ``ablation.md`` and ``ablation-curves.png`` from the runs so far (``machine``: the
-    recorded one; None: this machine, now)."""
+def write_all(
+    out: Path, stem: str, options: dict[str, Any], runs: list[dict[str, Any]], machine: dict | None = None
+) -> None:
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>-curves.png`` from the runs so far (``machine``: the recorded
+    one; None: this machine, now)."""
     summary = summarise(runs)
     if machine is None:
         machine = {"platform": platform.platform(), "processor": platform.processor(), "load": load_average()}
-    write_json(out / "ablation.json", {"recipe": options, "machine": machine, "runs": runs, "summary": summary})
-    write_text_atomic(out / "ablation.md", table(summary, options, machine["load"]))
-    plot(summary, runs, out / "ablation-curves.png")
+    write_json(out / f"{stem}.json", {"recipe": options, "machine": machine, "runs": runs, "summary": summary})
+    write_text_atomic(out / f"{stem}.md", table(summary, options, machine["load"]))
+    plot(summary, runs, out / f"{stem}-curves.png")
 
 
 def load_average() -> str:
@@ -191,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-train", type=int, default=1000, help="training digits per run; 0: all (default 1000)")
     parser.add_argument("--norms", default=",".join(NORMS), help="which normalisations (default all three)")
     parser.add_argument("--out", default="benchmarks/results", help="output folder")
+    parser.add_argument("--stem", default="ablation", help="file names: STEM.json, STEM.md, STEM-curves.png")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     norms = [n for n in args.norms.split(",") if n]
     options = recipe(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = out / "ablation.json"
+    record = out / f"{args.stem}.json"
     runs: list[dict[str, Any]] = []
     machine = None
     if record.exists():
@@ -218,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{100 * run['test_accuracy']:.2f} %, {run['seconds']:.0f} s",
                     flush=True,
                 )
-                write_all(out, options, runs)
-    write_all(out, options, runs, machine)  # also when every run was already recorded: the report and plot again
+                write_all(out, args.stem, options, runs)
+    write_all(out, args.stem, options, runs, machine)  # also when every run was already recorded: the report and plot again
     for norm, s in summarise(runs).items():
         (tm, ts) = s["test_accuracy"]
         print(f"{LABELS[norm]:18s} test {100 * tm:.2f} ± {100 * ts:.2f} % over {len(s['seeds'])} seeds")
