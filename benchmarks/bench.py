@@ -13,8 +13,10 @@ Protocol (the machine is shared and noisy, see PERF-NOTES):
 * PyTorch CUDA runs with TF32 off as the reference (the same float32 arithmetic as CuPy's) and, in the
   training steps, with TF32 on as a second row.
 
-A training step is forward + loss + backward + SGD update (momentum 0.9, weight decay 5e-4). Its
-nominal work is 3× the forward FLOPs (forward GEMMs, then the two backward GEMMs per layer: dW and dX).
+A training step is forward + loss + backward + SGD update (momentum 0.9, weight decay 5e-4), or with
+``optimizer="adam"`` an Adam update (lr 1e-3, β 0.9/0.999, ε 1e-8, no decay, as ``torch.optim.Adam``'s
+defaults). Its nominal work is 3× the forward FLOPs (forward GEMMs, then the two backward GEMMs per layer: dW
+and dX). :func:`optimizer_updates` times the update alone, for every parameter of a model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from minialex import backend
 from minialex._engine import workspace
 from minialex.layers import (
+    BatchNorm2d,
     Conv2d,
     Dropout,
     Flatten,
@@ -40,9 +43,11 @@ from minialex.layers import (
     SoftmaxCrossEntropy,
 )
 from minialex.models import alexnet, layer_table
-from minialex.optim import SGD
+from minialex.optim import SGD, Adam
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+ADAM_LR = 1e-3
+OPTIMIZERS = ("sgd", "adam")
 
 
 # -- timers ----------------------------------------------------------------------------------------------
@@ -173,6 +178,12 @@ def torch_mirror(model: Any, torch: Any, device: str = "cpu", inplace_relu: bool
             mod = nn.Dropout(layer.p)
         elif isinstance(layer, Flatten):
             mod = nn.Flatten()
+        elif isinstance(layer, BatchNorm2d):  # PyTorch's momentum weighs the batch: Keras's 0.99 is its 0.01
+            weight = layer.running_weights[1]
+            mod = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=weight, affine=layer.affine)
+            with torch.no_grad():
+                for key, value in layer.buffers.items():
+                    getattr(mod, key).copy_(torch.from_numpy(np.ascontiguousarray(backend.to_numpy(value))))
         else:
             raise TypeError(f"no PyTorch twin for layer {name} ({type(layer).__name__})")
         with torch.no_grad():
@@ -304,9 +315,25 @@ def per_layer(
 # -- whole training steps --------------------------------------------------------------------------------
 
 
-def minialex_step_fn(model: Any, x: Any, labels: Any) -> Callable[[], Any]:
+def minialex_optimizer(model: Any, optimizer: str = "sgd") -> Any:
+    """SGD (lr 0.01, momentum 0.9, decay 5e-4) or Adam (lr 1e-3, PyTorch's defaults) over ``model``."""
+    return (
+        Adam(model, lr=ADAM_LR)
+        if optimizer == "adam"
+        else SGD(model, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    )
+
+
+def torch_optimizer(tmodel: Any, torch: Any, optimizer: str = "sgd") -> Any:
+    """The same optimiser in PyTorch (its default implementation for the device)."""
+    if optimizer == "adam":
+        return torch.optim.Adam(tmodel.parameters(), lr=ADAM_LR)
+    return torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+
+def minialex_step_fn(model: Any, x: Any, labels: Any, optimizer: str = "sgd") -> Callable[[], Any]:
     loss = SoftmaxCrossEntropy()
-    opt = SGD(model, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = minialex_optimizer(model, optimizer)
 
     def step() -> Any:
         value = loss.forward(model.forward(x), labels)
@@ -317,8 +344,8 @@ def minialex_step_fn(model: Any, x: Any, labels: Any) -> Callable[[], Any]:
     return step
 
 
-def torch_step_fn(tmodel: Any, torch: Any, x: Any, labels: Any) -> Callable[[], Any]:
-    opt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+def torch_step_fn(tmodel: Any, torch: Any, x: Any, labels: Any, optimizer: str = "sgd") -> Callable[[], Any]:
+    opt = torch_optimizer(tmodel, torch, optimizer)
 
     def step() -> Any:
         opt.zero_grad(set_to_none=True)
@@ -348,8 +375,11 @@ def train_steps(
     device: str = "cpu",
     tf32_modes: tuple[bool, ...] = (False,),
     log: Callable[[str], None] = print,
+    optimizer: str = "sgd",
 ) -> dict[str, Any]:
     """Median time of a training step of ``variant`` at batch ``n`` for minialex and PyTorch, alternated.
+
+    ``optimizer`` is ``"sgd"`` or ``"adam"`` (:func:`minialex_optimizer`), the same in both frameworks.
 
     On CUDA every mode in ``tf32_modes`` is its own PyTorch row (``torch-tf32-off``, ``torch-tf32-on``), and
     the peak device memory of one more step of each is measured afterwards (:func:`device_step_memory`).
@@ -360,10 +390,10 @@ def train_steps(
     fns: dict[str, tuple[Timer, Callable[[], Any]]] = {
         "minialex": (
             Timer("cupy" if backend.on_gpu else "cpu"),
-            minialex_step_fn(model, backend.asarray(x_host), backend.asarray(labels_host)),
+            minialex_step_fn(model, backend.asarray(x_host), backend.asarray(labels_host), optimizer),
         )
     }
-    out: dict[str, Any] = {"variant": variant, "batch": n, "repeats": repeats}
+    out: dict[str, Any] = {"variant": variant, "batch": n, "repeats": repeats, "optimizer": optimizer}
     if torch is not None:
         tmodel, why_not = _mirror_or_reason(model, torch, device, inplace_relu=True)
         if tmodel is None:
@@ -374,7 +404,8 @@ def train_steps(
             ttimer = Timer("torch-cuda" if device != "cpu" else "cpu", torch)
             for tf32 in tf32_modes:
                 key = "torch" if device == "cpu" else f"torch-tf32-{'on' if tf32 else 'off'}"
-                fns[key] = (ttimer, _with_tf32(torch, device, tf32, torch_step_fn(tmodel, torch, tx, tl)))
+                step = torch_step_fn(tmodel, torch, tx, tl, optimizer)
+                fns[key] = (ttimer, _with_tf32(torch, device, tf32, step))
     times: dict[str, list[float]] = {key: [] for key in fns}
     for r in range(repeats + 1):
         for key, (timer, fn) in fns.items():
@@ -400,3 +431,50 @@ def train_steps(
             "torch.cuda.max_memory_reserved over one step after empty_cache"
         )
     return out
+
+
+# -- the optimiser update alone ---------------------------------------------------------------------------
+
+
+def optimizer_updates(
+    variant: str, optimizer: str, repeats: int, torch: Any = None, device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Median time of one ``optimizer`` update of every parameter of ``variant``, minialex and PyTorch alternated.
+
+    Both start from the same weights and the same random gradients (set once; an update does not change
+    them), so each round does the same arithmetic.
+    """
+    fresh_memory(torch)
+    model = make_minialex(variant)
+    rng = np.random.default_rng(3)
+    grads = {k: rng.standard_normal(v.shape, dtype=np.float32) * 1e-2 for k, v in model.params.items()}
+    for name, layer in model.named_layers():
+        for key in layer.params:
+            layer.grads[key] = backend.asarray(grads[f"{name}.{key}"])
+    opt = minialex_optimizer(model, optimizer)
+    fns: dict[str, tuple[Timer, Callable[[], Any]]] = {
+        "minialex": (Timer("cupy" if backend.on_gpu else "cpu"), opt.step)
+    }
+    if torch is not None:
+        tmodel, _ = _mirror_or_reason(model, torch, device, inplace_relu=True)
+        if tmodel is not None:
+            for name, mod in tmodel.named_children():
+                for key, param in mod.named_parameters(recurse=False):
+                    param.grad = torch.from_numpy(grads[f"{name}.{key}"]).to(device)
+            topt = torch_optimizer(tmodel, torch, optimizer)
+            fns["torch"] = (Timer("torch-cuda" if device != "cpu" else "cpu", torch), topt.step)
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for r in range(repeats + 1):
+        for key, (timer, fn) in fns.items():
+            elapsed, _ = timer(fn)
+            if r:
+                times[key].append(elapsed)
+    log(f"  {optimizer} update {variant}: " + " ".join(f"{k}={median(v):.4f}s" for k, v in times.items()))
+    return {
+        "variant": variant,
+        "optimizer": optimizer,
+        "params": model.num_params(),
+        "repeats": repeats,
+        "median_s": {key: median(v) for key, v in times.items()},
+    }

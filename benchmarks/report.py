@@ -136,14 +136,32 @@ def step_table(results: dict[str, Any]) -> list[str]:
         ref = entry["median_s"].get("torch-tf32-off" if device == "gpu" else "torch")
         rate = gemm_rate_for(results, device)
         digits = 1 if device == "gpu" else 0  # a GPU step takes milliseconds, a CPU step seconds
+        model = entry["variant"] + (
+            f" ({entry['optimizer'].capitalize()})" if entry.get("optimizer", "sgd") != "sgd" else ""
+        )
         for fw, t in entry["median_s"].items():
             mem = entry.get("memory", {}).get(fw, {})
             frac = f"{entry['gflop_step'] / t / rate:.0%}" if rate else "–"
             lines.append(
-                f"| {entry['variant']} | {entry['batch']} | {_label(fw, device)} | {t * 1e3:.{digits}f} | "
+                f"| {model} | {entry['batch']} | {_label(fw, device)} | {t * 1e3:.{digits}f} | "
                 f"{entry['batch'] / t:.1f} | {entry['gflop_step'] / t:.0f} | {frac} | "
                 f"{(ref / t if ref else float('nan')):.2f}× | {_mb(mem, 'peak_mb')} | {_mb(mem, 'step_peak_mb')} |"
             )
+    return lines
+
+
+def update_table(results: dict[str, Any]) -> list[str]:
+    """One row per optimiser update: the model, its parameters, ms per update of each framework, the ratio."""
+    lines = [
+        "| optimiser | over | parameters | device | minialex ms | PyTorch ms | PyTorch ÷ minialex |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for e in results.get("updates", []):
+        mx, th = e["median_s"]["minialex"], e["median_s"].get("torch")
+        torch_cells = f"{th * 1e3:.1f} | {th / mx:.2f}" if th else "– | –"
+        lines.append(
+            f"| {e['optimizer']} | {e['variant']} | {e['params']:,} | {e.get('device', 'cpu')} | {mx * 1e3:.1f} | {torch_cells} |"
+        )
     return lines
 
 
@@ -235,7 +253,8 @@ def markdown(results: dict[str, Any]) -> str:
     out += [f"Command: `{results['command']}`", f"Started {results['started']}, took {results['elapsed_s']:.0f} s.", ""]
     out += ["## Machine", "", *machine_section(results), ""]
     out += ["## Targets", "", *targets_table(results), ""]
-    out += ["## Training steps (forward + loss + backward + SGD momentum/weight-decay update), float32", ""]
+    out += ["## Training steps (forward + loss + backward + SGD momentum/weight-decay update, or the Adam update "
+            "where the model says so), float32", ""]  # fmt: skip
     out += [
         "GFLOP/s counts 3× the forward FLOPs of the convolutions and fully connected layers (2 × MACs each);"
         " medians over alternating rounds (minialex, PyTorch, minialex, ...) in one process; the GEMM rate is"
@@ -245,6 +264,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     out += [*step_table(results), ""]
+    if results.get("updates"):
+        out += ["## Optimiser updates alone (every parameter of the model, median of alternating rounds)", ""]
+        out += [*update_table(results), ""]
     ratios = numpy_ratio_table(results)
     if ratios:
         out += ["## CuPy beside NumPy", "", *ratios, ""]
@@ -271,6 +293,9 @@ def readme_section(results: dict[str, Any], report_name: str) -> str:
     out += [f"[`results/{report_name}.md`](results/{report_name}.md), charts beside it.", ""]
     out += [*machine_section(results), "", "### Targets", "", *targets_table(results), ""]
     out += ["### Training steps", "", *step_table(results), ""]
+    if results.get("updates"):
+        out += ["## Optimiser updates alone (every parameter of the model, median of alternating rounds)", ""]
+        out += [*update_table(results), ""]
     ratios = numpy_ratio_table(results)
     if ratios:
         out += ["### CuPy beside NumPy", "", *ratios, ""]

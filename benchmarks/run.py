@@ -29,23 +29,30 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+KERAS = [("keras-cifar10", 32, "adam")]
+"""The Keras CIFAR-10 AlexNet as its tutorial trains it: batch 32, Adam (a step entry's third item)."""
+UPDATES = [("keras-cifar10", "adam"), ("keras-cifar10", "sgd"), ("paper", "adam")]
+"""Optimiser updates timed alone (every parameter of the model): Adam beside SGD and beside PyTorch's."""
 FULL = {
-    "per_layer": [("paper", 32), ("paper", 128)],
-    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128)],
+    "per_layer": [("paper", 32), ("paper", 128), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128), *KERAS],
+    "updates": UPDATES,
     "memory": [("paper", 32), ("paper", 128), ("torchvision", 128)],
     "layer_repeats": 2,
     "step_repeats": {32: 5, 128: 3},
 }
 GPU_FULL = {  # the same configurations (and any other variant the library has); GPU rounds cost milliseconds
-    "per_layer": [("paper", 32), ("paper", 128)],
-    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128)],
+    "per_layer": [("paper", 32), ("paper", 128), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("paper", 128), ("torchvision", 128), ("d2l", 128), ("mini", 128), *KERAS],
+    "updates": UPDATES,
     "memory": [],  # device memory is measured in-process, per step (bench.device_step_memory)
     "layer_repeats": 5,
     "step_repeats": {32: 20, 128: 10},
 }
 QUICK = {
-    "per_layer": [("paper", 32)],
-    "steps": [("paper", 32), ("torchvision", 32), ("d2l", 32), ("mini", 32)],
+    "per_layer": [("paper", 32), ("keras-cifar10", 32)],
+    "steps": [("paper", 32), ("torchvision", 32), ("d2l", 32), ("mini", 32), *KERAS],
+    "updates": [("keras-cifar10", "adam")],
     "memory": [("paper", 32)],
     "layer_repeats": 2,
     "step_repeats": {32: 3, 128: 2},
@@ -53,11 +60,20 @@ QUICK = {
 TINY = {  # for the smoke test: seconds, not minutes
     "per_layer": [("mini", 4)],
     "steps": [("mini", 4)],
+    "updates": [("mini", "adam")],
     "memory": [("mini", 4)],
     "layer_repeats": 1,
     "step_repeats": {4: 1},
 }
-KNOWN_VARIANTS = ("mini", "paper", "d2l", "torchvision")
+KERAS_PLAN = {  # --keras: the BatchNorm and Adam rows only (keras-cifar10 per layer, its Adam step, the updates)
+    "per_layer": [("keras-cifar10", 32)],
+    "steps": KERAS,
+    "updates": UPDATES,
+    "memory": [],
+    "layer_repeats": 3,
+    "step_repeats": {32: 5},
+}
+KNOWN_VARIANTS = ("mini", "paper", "d2l", "torchvision", "keras-cifar10")
 GPU_TIMEOUT_S = 1800
 
 
@@ -65,6 +81,8 @@ def choose_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """The plan for this run: ``--tiny``, ``--quick``, or the full one (on a GPU, with every extra variant at 128)."""
     if args.tiny:
         return TINY
+    if getattr(args, "keras", False):
+        return KERAS_PLAN
     if args.quick:
         return QUICK
     if device != "gpu":
@@ -95,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="batch 32 only, fewer rounds (about 2 minutes)")
     mode.add_argument("--tiny", action="store_true", help="the mini model at batch 4, one round (a smoke test)")
+    mode.add_argument("--keras", action="store_true", help="keras-cifar10 per layer, its Adam step, optimiser updates")
     parser.add_argument("--no-torch", action="store_true", help="minialex only")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-gpu", action="store_true", help="on a CPU run, do not repeat the plan on a GPU")
@@ -149,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "per_layer": [],
         "steps": [],
+        "updates": [],
         "notes": [],
     }
     if device == "gpu":
@@ -164,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         measure(results, plan, bench, torch, torch_device)
     except KeyboardInterrupt:  # Ctrl-C, or SIGINT from a time limit: keep and write what was measured
-        done = len(results["per_layer"]) + len(results["steps"])
+        done = len(results["per_layer"]) + len(results["steps"]) + len(results["updates"])
         results["notes"].append(
-            f"Interrupted (SIGINT) after {done} of {len(plan['per_layer']) + len(plan['steps'])} configurations: "
+            f"Interrupted (SIGINT) after {done} of {len(plan['per_layer']) + len(plan['steps']) + len(plan.get('updates', []))} configurations: "
             "the rows shown are complete, the others were not measured."
         )
         log("interrupted: writing the configurations measured so far")
@@ -185,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu_child:
         print("JSON:" + json.dumps(results, default=str))
         return 0
-    stem = results["machine_name"] + ("-quick" if args.quick else "-tiny" if args.tiny else "")
+    suffix = "-quick" if args.quick else "-tiny" if args.tiny else "-keras" if args.keras else ""
+    stem = results["machine_name"] + suffix
     paths = report.write(results, args.out, stem)
-    if not (args.quick or args.tiny) and args.out.resolve() == RESULTS:  # a full run is "the latest results"
+    if not (args.quick or args.tiny or args.keras) and args.out.resolve() == RESULTS:  # a full run is "the latest results"
         report.update_readme(results, RESULTS.parent / "README.md", stem)
     print(report.markdown(results))
     log("written: " + ", ".join(str(p) for p in paths.values()))
@@ -203,12 +224,19 @@ def measure(results: dict[str, Any], plan: dict[str, Any], bench: Any, torch: An
         entry = bench.per_layer(variant, n, plan["layer_repeats"], torch, torch_device, log=log)
         entry["device"] = device
         results["per_layer"].append(entry)
-    for variant, n in plan["steps"]:
-        log(f"training step: {variant} batch {n}")
+    for variant, n, *optimizer in plan["steps"]:
+        log(f"training step: {variant} batch {n}" + (f" ({optimizer[0]})" if optimizer else ""))
         repeats = plan["step_repeats"].get(n, 3) * (4 if variant == "mini" else 1)  # a mini step is short: more rounds
-        entry = bench.train_steps(variant, n, repeats, torch, torch_device, tf32, log=log)
+        entry = bench.train_steps(
+            variant, n, repeats, torch, torch_device, tf32, log=log, optimizer=(optimizer or ["sgd"])[0]
+        )
         entry["device"] = device
         results["steps"].append(entry)
+    for variant, optimizer in plan.get("updates", []):
+        log(f"optimiser update: {optimizer} over {variant}")
+        entry = bench.optimizer_updates(variant, optimizer, plan["layer_repeats"] * 5, torch, torch_device, log=log)
+        entry["device"] = device
+        results["updates"].append(entry)
 
 
 def measure_memory(results: dict[str, Any], plan: dict[str, Any], with_torch: bool, device: str) -> None:
@@ -259,7 +287,7 @@ def _machine_name(info: dict[str, Any], device: str) -> str:
 def gpu_child_command(args: argparse.Namespace) -> list[str]:
     """The command that repeats this run's plan on the GPU (``--no-torch`` and ``--threads`` passed on)."""
     cmd = [sys.executable, "-m", "benchmarks.run", "--gpu-child", "--no-memory", "--threads", str(args.threads)]
-    cmd += ["--tiny"] if args.tiny else ["--quick"] if args.quick else []
+    cmd += ["--tiny"] if args.tiny else ["--quick"] if args.quick else ["--keras"] if getattr(args, "keras", False) else []
     return cmd + (["--no-torch"] if args.no_torch else [])
 
 

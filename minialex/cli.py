@@ -86,6 +86,17 @@ def _typed(rule: Any) -> Callable[[str], Any]:
     return parse
 
 
+def _widths_argument(text: str) -> list[int]:
+    """An argparse ``type=`` for ``--widths``: positive integers separated by commas."""
+    from minialex.errors import ConfigError
+    from minialex.training.config import parse_widths
+
+    try:
+        return parse_widths(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from None
+
+
 def _dataset_argument(names: list[str]) -> Callable[[str], str]:
     """An argparse ``type=`` for ``--dataset``: a registered data set's name, or an existing image folder."""
 
@@ -158,9 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     numeric("epochs", "epochs to train")
     numeric("batch_size", "images per SGD step")
-    numeric("lr", "initial learning rate ε")
-    numeric("momentum", "momentum μ")
-    numeric("weight_decay", "weight decay λ")
+    arg(
+        "--optimizer", choices=CHOICES["optimizer"], default=None,
+        help=f"'sgd' (the paper's, with momentum), 'adam' or 'adamw' (default {defaults.optimizer})",
+    )  # fmt: skip
+    numeric("lr", "initial learning rate ε (default 0.02 for sgd, 0.001 for adam and adamw)")
+    numeric("momentum", "SGD's momentum μ")
+    numeric("weight_decay", "weight decay λ (default 5e-4 for sgd, 0 for adam, 0.01 for adamw)")
     arg(
         "--schedule",
         choices=CHOICES["schedule"],
@@ -174,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     numeric("step_size", "step: epochs between drops")
     numeric("seed", "random seed")
     arg("--init", choices=("he", "paper"), default=None, help="weight initialisation (default: the model's own)")
+    _model_options(arg)
     arg("--no-augment", dest="augment", action="store_false", default=None, help="turn data augmentation off")
     arg("--ten-crop", action="store_true", default=None, help="evaluate on the paper's ten crops")
     numeric("eval_batch_size", "images per forward pass in evaluation (default: --batch-size)")
@@ -290,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--classes", type=positive, default=None, help="number of classes (default: the variant's)")
     summary.add_argument("--in-channels", type=positive, default=None, help="input channels (default: the variant's)")
     summary.add_argument("--image-size", type=positive, default=None, help="input side (default: the variant's)")
+    _model_options(summary.add_argument)
     summary.set_defaults(func=_summary)
     return parser
 
@@ -309,6 +326,25 @@ def _drop_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stdout)
         pass
+
+
+def _model_options(arg: Callable[..., Any]) -> None:
+    """``--widths``, ``--norm`` and ``--norm-at``, shared by train and summary."""
+    from minialex.models.variants import NORM_PLACES, NORMS
+
+    arg(
+        "--widths", type=_widths_argument, default=None, metavar="W1,W2,...",
+        help="mini, torchvision, keras-cifar10: the convolutions' widths, optionally followed by the hidden "
+        "layers' (e.g. 64,192,384,384,256)",
+    )  # fmt: skip
+    arg(
+        "--norm", choices=NORMS, default=None,
+        help="replace the model's normalisation with LRN, BatchNorm or none (default: the model's own)",
+    )  # fmt: skip
+    arg(
+        "--norm-at", choices=NORM_PLACES, default=None,
+        help="with --norm: after conv1 and conv2 ('paper', the default) or after every convolution",
+    )  # fmt: skip
 
 
 def _say(message: str) -> None:
@@ -444,7 +480,10 @@ def _summary(args: argparse.Namespace) -> int:
     from minialex.models import alexnet
 
     with shapes_only():  # shapes and counts only: no weight is allocated, whatever the sizes asked for
-        model = alexnet(args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size)
+        model = alexnet(
+            args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size,
+            widths=args.widths, norm=args.norm, norm_at=args.norm_at,
+        )  # fmt: skip
     _out(model.summary())
     return EXIT_OK
 

@@ -38,6 +38,57 @@ def test_tiny_run_writes_markdown_json_and_charts(tmp_path, capsys):
     assert "BLAS" in capsys.readouterr().out
 
 
+def test_batchnorm_mirror_adam_steps_and_updates_beside_torch(torch):
+    """keras-cifar10's BatchNorm has a PyTorch twin with the same running statistics and outputs; an Adam step
+    and an Adam update alone are timed for both frameworks."""
+    model = bench.make_minialex("keras-cifar10")
+    tmodel = bench.torch_mirror(model, torch)
+    assert isinstance(tmodel.norm1, torch.nn.BatchNorm2d) and tmodel.norm1.momentum == pytest.approx(0.01)
+    x, _ = bench.batch(model, 4)
+    tmodel.drop6.eval(), tmodel.drop7.eval()  # dropout masks are random: off on both sides
+    model["drop6"].eval(), model["drop7"].eval()
+    with torch.no_grad():
+        ours, theirs = backend.to_numpy(model.forward(backend.asarray(x))), tmodel(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4 * np.abs(theirs).max())
+    step = bench.train_steps("mini", 4, 1, torch, optimizer="adam", log=lambda m: None)
+    assert step["optimizer"] == "adam" and set(step["median_s"]) == {"minialex", "torch"}
+    update = bench.optimizer_updates("mini", "adam", 1, torch, log=lambda m: None)
+    assert update["params"] == 166_634 and all(t > 0 for t in update["median_s"].values())
+    md = report.markdown({**_results(), "steps": [{**step, "device": "cpu"}], "updates": [update]})
+    assert "| mini (Adam) | 4 |" in md and "| adam | mini | 166,634 | cpu |" in md
+
+
+def test_ablation_summarises_writes_and_continues(tmp_path, monkeypatch):
+    """Mean ± sample std per normalisation, the three files, and a second call that trains nothing."""
+    from benchmarks import ablation
+
+    calls = []
+
+    def fake_run(options, norm, seed, dataset, folder):
+        calls.append((norm, seed))
+        acc = {"lrn": 0.9, "batchnorm": 0.92, "none": 0.8}[norm] + 0.01 * seed
+        history = [
+            {"epoch": e, "lr": 0.02, "train_loss": 1.0 / e, "train_accuracy": acc, "val_loss": 0.5, "val_accuracy": acc}
+            for e in (1, 2)
+        ]
+        return {"norm": norm, "seed": seed, "history": history, "val_accuracy": acc, "test_accuracy": acc,
+                "test_loss": 0.3, "seconds": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(ablation, "run_one", fake_run)
+    monkeypatch.setattr(ablation, "load_dataset", lambda name: None)
+    argv = ["--seeds", "0,1,2", "--epochs", "2", "--out", str(tmp_path)]
+    assert ablation.main(argv) == 0 and len(calls) == 9
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    mean, std = data["summary"]["batchnorm"]["test_accuracy"]
+    assert mean == pytest.approx(0.93) and std == pytest.approx(0.01)  # sample std of 0.92, 0.93, 0.94
+    assert data["summary"]["none"]["val_curve_mean"] == pytest.approx([0.81, 0.81])
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| BatchNorm | 3 | 93.00 ± 1.00 % | 93.00 ± 1.00 % | 92.0, 93.0, 94.0 |" in md
+    assert (tmp_path / "ablation-curves.png").stat().st_size > 0
+    assert ablation.main(argv) == 0 and len(calls) == 9  # every run recorded: nothing trains again
+    assert ablation.main([*argv[:-2], "--epochs", "3", "--out", str(tmp_path)]) == 0 and len(calls) == 18
+
+
 def test_memory_probe_reports_a_peak():
     from benchmarks import memory
 
@@ -310,7 +361,7 @@ def test_an_interrupted_run_writes_what_it_measured(tmp_path, monkeypatch):
     assert run.main(["--tiny", "--no-torch", "--out", str(tmp_path), "--name", "cut"]) == 0
     data = json.loads((tmp_path / "cut-tiny.json").read_text(encoding="utf-8"))
     assert len(data["per_layer"]) == 1 and data["steps"] == []
-    assert data["notes"][0].startswith("Interrupted (SIGINT) after 1 of 2 configurations")
+    assert data["notes"][0].startswith("Interrupted (SIGINT) after 1 of 3 configurations")
     assert "Interrupted (SIGINT)" in (tmp_path / "cut-tiny.md").read_text(encoding="utf-8")
 
 

@@ -208,7 +208,7 @@ def test_model_config_is_checked_before_anything_is_built():
         ({**good, "variant": "vgg"}, "model.variant must be one of"),
         ({**good, "image_size": 10**9}, "model.image_size must be an integer in [1, 65536]"),
         ({**good, "dtype": "float16"}, "model.dtype must be one of float32, float64"),
-        ({**good, "widths": [4, 4]}, "model.widths must be 4 integers"),
+        ({**good, "widths": "4,4"}, "model.widths must be a list of 1 to 16 integers"),
         ({**good, "num_classes": 5}, "the model has 5 classes and 1 input channels, its data set 3 classes"),
         ({"num_classes": 3}, "the model entry is not an AlexNet configuration"),
         (None, "the model entry is not an AlexNet configuration"),
@@ -237,8 +237,8 @@ def test_saved_run_round_trips_and_checks_each_part():
 
     with pytest.raises(CheckpointError, match=r"c\.safetensors is not a minialex training checkpoint"):
         SavedRun.from_checkpoint(FakeCheckpoint({"epoch": 3}, model))
-    future = {**meta, "config": {**meta["config"], "optimizer": "adam"}}
-    with pytest.raises(CheckpointError, match=r"unknown training options optimizer \(written by minialex 0.1.0"):
+    future = {**meta, "config": {**meta["config"], "label_smoothing": 0.1}}
+    with pytest.raises(CheckpointError, match=r"unknown training options label_smoothing \(written by minialex 0.1"):
         SavedRun.from_checkpoint(FakeCheckpoint(future, model))
     with pytest.raises(CheckpointError, match="lr must be a finite number > 0"):
         SavedRun.from_checkpoint(FakeCheckpoint({**meta, "config": {**meta["config"], "lr": -1}}, model))

@@ -37,6 +37,7 @@ from minialex import backend, validate
 from minialex.errors import ConfigError, LayerInputError
 from minialex.layers import (
     PAPER_LRN,
+    BatchNorm2d,
     Conv2d,
     Dropout,
     Flatten,
@@ -49,7 +50,15 @@ from minialex.layers import (
 )
 from minialex.layers.base import float_dtype
 from minialex.models.summary import format_table, layer_table
-from minialex.models.variants import INITS, Variant, check_widths, get_variant, variant_defaults
+from minialex.models.variants import (
+    INITS,
+    ConvStage,
+    Variant,
+    check_widths,
+    get_variant,
+    normalised_stages,
+    variant_defaults,
+)
 
 NamedLayers = list[tuple[str, Layer]]
 
@@ -64,15 +73,24 @@ def initial_scale(init: str, name: str, is_output: bool, one_biases: tuple[str, 
     return {"weight_std": PAPER_STD if is_output else None, "bias_value": 0.0}
 
 
-def feature_layers(spec: Variant, in_channels: int, widths: tuple[int, ...], init: str, dtype: Any) -> NamedLayers:
-    """``conv{i}``, ``relu{i}`` and, where the stage has them, ``norm{i}`` and ``pool{i}`` for every stage."""
+def feature_layers(
+    spec: Variant, stages: tuple[ConvStage, ...], in_channels: int, widths: tuple[int, ...], init: str, dtype: Any
+) -> NamedLayers:
+    """``conv{i}``, ``relu{i}`` and, where the stage has them, ``norm{i}`` and ``pool{i}`` for every stage.
+
+    LRN follows the ReLU (the paper's order); BatchNorm precedes it (Ioffe & Szegedy's and Keras's order),
+    with the variant's running-statistics convention.
+    """
     layers: NamedLayers = []
     channels = in_channels
-    for i, (stage, width) in enumerate(zip(spec.stages, widths, strict=False), start=1):
+    for i, (stage, width) in enumerate(zip(stages, widths, strict=False), start=1):
         scale = initial_scale(init, f"conv{i}", False, spec.paper_one_biases)
         conv = Conv2d(channels, width, stage.kernel, stage.stride, stage.padding, stage.groups, dtype=dtype, **scale)
-        layers += [(f"conv{i}", conv), (f"relu{i}", ReLU())]
-        if stage.lrn:
+        layers.append((f"conv{i}", conv))
+        if stage.norm == "batchnorm":
+            layers.append((f"norm{i}", BatchNorm2d(width, convention=spec.batchnorm_convention, dtype=dtype)))
+        layers.append((f"relu{i}", ReLU()))
+        if stage.norm == "lrn":
             layers.append((f"norm{i}", LocalResponseNorm(*PAPER_LRN)))
         if stage.pool is not None:
             layers.append((f"pool{i}", MaxPool2d(*stage.pool)))
@@ -160,19 +178,27 @@ def alexnet(
     dtype: Any = np.float32,
     image_size: int | None = None,
     widths: tuple[int, ...] | None = None,
+    norm: str | None = None,
+    norm_at: str | None = None,
 ) -> AlexNet:
     """Build an AlexNet.
 
     Parameters
     ----------
-    variant : ``"mini"`` (default), ``"paper"``, ``"d2l"`` or ``"torchvision"`` (see :mod:`minialex.models.variants`)
+    variant : ``"mini"`` (default), ``"paper"``, ``"d2l"``, ``"torchvision"`` or ``"keras-cifar10"`` (see
+        :mod:`minialex.models.variants`)
     num_classes, in_channels, image_size : None for the variant's defaults (:func:`variant_defaults`).
         ``paper`` and ``d2l`` accept other square image sizes (fc6 then has another input size);
         ``torchvision`` needs 224 (see :mod:`minialex.models.pretrained`).
     init : ``"he"`` or ``"paper"``; None for the variant's default (``"he"``; see the module docstring)
     dtype : float32 (default) or float64
-    widths : ``mini`` only: the (conv1, conv2, conv3, fc4) widths, default :data:`MINI_WIDTHS`; conv2's must
-        be even (groups 2)
+    widths : ``mini``, ``torchvision`` and ``keras-cifar10``: the width of every convolution, optionally
+        followed by those of the hidden fully connected layers (e.g. ``(64, 192, 384, 384, 256)`` for
+        torchvision, or mini's (conv1, conv2, conv3, fc4), default :data:`MINI_WIDTHS`; conv2's must be even);
+        see :func:`~minialex.models.variants.check_widths`
+    norm : None (the variant's own normalisation), ``"lrn"``, ``"batchnorm"`` or ``"none"``;
+        ``norm_at`` ``"paper"`` (default: after conv1 and conv2) or ``"every"`` (after every convolution).
+        See :func:`~minialex.models.variants.normalised_stages`.
 
     Returns
     -------
@@ -195,13 +221,14 @@ def alexnet(
     except LayerInputError as exc:
         raise ConfigError(str(exc)) from None
     widths = check_widths(spec, widths)
+    stages = normalised_stages(spec, norm, norm_at)
     if spec.fixed_image_size is not None and size != spec.fixed_image_size[0]:
         fixed, reason = spec.fixed_image_size
         raise ConfigError(
             f"alexnet: the {variant!r} variant needs {fixed}×{fixed} input, got image_size={size}: {reason}"
         )
 
-    features = feature_layers(spec, c, widths, init, dtype)
+    features = feature_layers(spec, stages, c, widths, init, dtype)
     try:
         flat = math.prod(Sequential(*features).output_shape((1, c, size, size))[1:])
     except LayerInputError as exc:
@@ -212,6 +239,8 @@ def alexnet(
     config["dtype"] = np.dtype(dtype).name
     if spec.widths_option:
         config["widths"] = list(widths)
+    if norm is not None:
+        config["norm"], config["norm_at"] = norm, "paper" if norm_at is None else norm_at
     return AlexNet(layers, variant=variant, input_shape=(c, size, size), config=config)
 
 

@@ -262,6 +262,10 @@ class SGD:
 
     def check_state_dict(self, state: dict[str, Any], source: str = "optimizer state") -> None:
         """Raise :class:`CheckpointError` if ``state`` does not fit this model; changes nothing."""
+        if isinstance(state, dict) and state.get("kind") is not None and "velocity" not in state:
+            raise CheckpointError(
+                f"{source}: expected an SGD state (velocities), got the state of a {state['kind']!r} optimiser"
+            )
         self._parse_state(state, source)
         params, velocity = self.model.params, state["velocity"]
         if not isinstance(velocity, dict):

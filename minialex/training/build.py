@@ -17,11 +17,13 @@ from minialex.data.pipeline import InputPipeline
 from minialex.errors import CheckpointError, ConfigError
 from minialex.layers import Dropout, SoftmaxCrossEntropy
 from minialex.models import AlexNet, alexnet
-from minialex.optim import SGD, ReduceLROnPlateau, StepLR
+from minialex.optim import SGD, Adam, AdamW, ReduceLROnPlateau, StepLR
 from minialex.training.config import TrainConfig
 from minialex.training.data import DataInfo, RunData
+from minialex.training.padding import PaddedPipeline, check_padding, input_padding
 
 Schedule = ReduceLROnPlateau | StepLR
+Optimizer = SGD | Adam
 
 
 @dataclass
@@ -30,26 +32,36 @@ class Parts:
 
     model: AlexNet
     loss: SoftmaxCrossEntropy
-    optimizer: SGD
+    optimizer: Optimizer
     scheduler: Schedule | None
-    pipeline: InputPipeline
+    pipeline: InputPipeline | PaddedPipeline
+
+
+def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> AlexNet:
+    """The model ``config`` describes (variant, widths, normalisation, init, dtype) for the data's classes and
+    channels, at the variant's default image size."""
+    return alexnet(
+        config.model, num_classes=num_classes, in_channels=in_channels, init=config.init, dtype=config.dtype,
+        widths=config.widths, norm=config.norm, norm_at=config.norm_at,
+    )  # fmt: skip
 
 
 def build_parts(config: TrainConfig, data: RunData, wrap: Callable[[AlexNet], Any] | None = None) -> Parts:
     """Every part of a new run, drawn from minialex's generator (seed it first for a reproducible run).
 
-    ``wrap`` turns the model into what trains before the optimiser is made for it (model parallelism: this
-    rank's column, :class:`minialex.distributed.ModelParallel`).
+    ``config.pad`` None is set to the padding the data needs (:func:`~minialex.training.padding.input_padding`),
+    so that ``config.json`` and the checkpoints record it. ``wrap`` turns the model into what trains before the
+    optimiser is made for it (model parallelism: this rank's column, :class:`minialex.distributed.ModelParallel`).
     """
-    channels = data.image_shape[0]
-    model = alexnet(
-        config.model, num_classes=len(data.classes), in_channels=channels, init=config.init, dtype=config.dtype
-    )
+    model = build_model(config, len(data.classes), data.image_shape[0])
+    if config.pad is None:
+        config.pad = input_padding(data.image_shape, model.input_shape) if data.mean_image is None else 0
+    check_padding(config.pad, data.image_shape, model.input_shape)
     if config.dropout is not None:
         set_dropout(model, config.dropout)
     if wrap is not None:
         model = wrap(model)
-    optimizer = SGD(model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(config, model)
     return Parts(
         model, SoftmaxCrossEntropy(), optimizer, build_schedule(config, optimizer), build_pipeline(config, data, model)
     )
@@ -62,7 +74,16 @@ def set_dropout(model: AlexNet, p: float) -> None:
             layer.p = validate.number(p, "dropout", low=0.0, high=1.0, high_open=True, error=ConfigError)
 
 
-def build_schedule(config: TrainConfig, optimizer: SGD) -> Schedule | None:
+def build_optimizer(config: TrainConfig, model: AlexNet) -> Optimizer:
+    """``config.optimizer``: SGD with momentum, Adam (L2 decay, PyTorch's form, ε = 1e-8) or AdamW."""
+    if config.optimizer == "adam":
+        return Adam(model, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return AdamW(model, lr=config.lr, weight_decay=config.weight_decay)
+    return SGD(model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def build_schedule(config: TrainConfig, optimizer: Optimizer) -> Schedule | None:
     """The learning-rate schedule ``config.schedule`` names (None for ``"none"``)."""
     if config.schedule == "plateau":
         return ReduceLROnPlateau(
@@ -73,7 +94,7 @@ def build_schedule(config: TrainConfig, optimizer: SGD) -> Schedule | None:
     return None
 
 
-def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputPipeline:
+def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputPipeline | PaddedPipeline:
     """uint8 images -> the model's input; the paper's colour noise needs the RGB eigenvectors of the data.
 
     A photo folder gets the paper's pipeline (:meth:`InputPipeline.for_dataset`: random crops of the model's
@@ -90,6 +111,11 @@ def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputP
 
         pca = rgb_pca(data.train_images)
     info = data.info
+    if config.pad:
+        return PaddedPipeline(
+            config.dataset, data.image_shape, model.input_shape, config.pad, info.mean, info.std, config.augment,
+            config.dtype, pca,
+        )  # fmt: skip
     return InputPipeline(
         config.dataset, data.image_shape, model.input_shape, info.mean, info.std, config.augment, config.dtype, pca
     )
@@ -97,7 +123,7 @@ def build_pipeline(config: TrainConfig, data: RunData, model: AlexNet) -> InputP
 
 def inference_parts(
     config: TrainConfig, info: DataInfo, model_config: dict[str, Any], arrays: dict[str, Any] | None = None
-) -> tuple[AlexNet, InputPipeline]:
+) -> tuple[AlexNet, InputPipeline | PaddedPipeline]:
     """The model a checkpoint describes (untrained: load its state next) and its evaluation pipeline.
 
     ``arrays`` are the checkpoint's data arrays; a model trained with the mean image subtracted needs its
@@ -125,6 +151,10 @@ def inference_parts(
                 f"the checkpoint's model subtracts the mean image, so it needs a float data.mean_image of shape "
                 f"{shape}; it holds {got}"
             )
+    if config.pad and mean_image is None:
+        return model, PaddedPipeline(
+            config.dataset, shape, model.input_shape, config.pad, info.mean, info.std, False, dtype
+        )
     pipeline = InputPipeline(
         config.dataset, shape, model.input_shape, info.mean, info.std, False, dtype, mean_image=mean_image
     )

@@ -14,7 +14,17 @@ from typing import Any
 from minialex import validate
 from minialex.errors import ConfigError
 from minialex.models import VARIANTS
+from minialex.models.variants import NORM_PLACES, NORMS
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+"""``--optimizer``: the paper's SGD with momentum, Adam (Kingma & Ba, PyTorch's defaults), AdamW (decoupled decay)."""
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 0.02, "weight_decay": 5e-4},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "weight_decay": 0.01},
+}
+"""The ``lr`` and ``weight_decay`` a run gets when none is given, per optimiser: the tuned SGD recipe, Adam's
+(and Keras's) lr 1e-3 without decay, AdamW's lr 1e-3 with ``torch.optim.AdamW``'s λ = 0.01."""
 SCHEDULES = ("plateau", "step", "none")
 INITS = (None, "he", "paper")
 DTYPES = ("float32", "float64")
@@ -68,9 +78,9 @@ LIMIT = Rule(int, low=1, optional=True)
 RULES: dict[str, Rule] = {
     "epochs": POSITIVE_INT,
     "batch_size": POSITIVE_INT,
-    "lr": Rule(float, low=0.0, low_open=True),
+    "lr": Rule(float, low=0.0, low_open=True, optional=True),
     "momentum": Rule(float, low=0.0, high=1.0, high_open=True),
-    "weight_decay": Rule(float, low=0.0),
+    "weight_decay": Rule(float, low=0.0, optional=True),
     "lr_factor": Rule(float, low=0.0, high=1.0, low_open=True, high_open=True),
     "patience": COUNT,
     "max_reductions": COUNT,
@@ -81,6 +91,7 @@ RULES: dict[str, Rule] = {
     "limit_val": LIMIT,
     "limit_test": LIMIT,
     "dropout": Rule(float, low=0.0, high=1.0, high_open=True, optional=True),
+    "pad": Rule(int, low=0, optional=True),
 }
 """The numeric options and their rules (the command line's flags use these too)."""
 
@@ -88,8 +99,26 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model": VARIANTS, "schedule": SCHEDULES, "init": INITS, "dtype": DTYPES, "mean": MEANS,
     "parallel": PARALLEL,
 }  # fmt: skip
+CHOICES["optimizer"] = OPTIMIZERS
+CHOICES["norm"] = (None, *NORMS)
+CHOICES["norm_at"] = (None, *NORM_PLACES)
 FLAGS = ("augment", "ten_crop", "download")
 PATHS = ("out_dir", "data_dir")
+
+
+def check_width_list(value: Any, what: str) -> list[int]:
+    """``value`` as a list of 1 to 16 positive integers (the model checks how many it needs), else ConfigError."""
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 16:
+        raise ConfigError(f"{what} must be a list of 1 to 16 positive integers, got {value!r}")
+    return [validate.integer(w, what, low=1, high=1 << 16) for w in value]
+
+
+def parse_widths(text: str) -> list[int]:
+    """``"64,192,384,384,256"`` -> [64, 192, 384, 384, 256]; ConfigError for anything else."""
+    try:
+        return check_width_list([int(part) for part in str(text).split(",")], "widths")
+    except ValueError:
+        raise ConfigError(f"widths must be positive integers separated by commas, got {text!r}") from None
 
 
 @dataclass
@@ -111,9 +140,13 @@ class TrainConfig:
     dataset: str = "mnist5k"
     epochs: int = 18
     batch_size: int = 64
-    lr: float = 0.02
+    lr: float | None = None
+    """The initial learning rate; None is the optimiser's default (:data:`OPTIMIZER_DEFAULTS`: 0.02 for SGD,
+    1e-3 for Adam and AdamW), set when the config is made, so that ``config.json`` records the number used."""
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    """SGD's momentum μ (Adam's β₁, β₂ are 0.9, 0.999)."""
+    weight_decay: float | None = None
+    """λ; None is the optimiser's default (5e-4 for SGD, 0 for Adam, 0.01 for AdamW), resolved like ``lr``."""
     schedule: str = "step"
     """``"plateau"`` (divide by 10 when the validation error stops improving), ``"step"`` or ``"none"``."""
     lr_factor: float = 0.1
@@ -137,6 +170,19 @@ class TrainConfig:
     limit_test: int | None = None
     """Report on a seeded subset of this many test images; None is all of them."""
     dtype: str = "float32"
+    optimizer: str = "sgd"
+    """``"sgd"`` (the paper's), ``"adam"`` (bias-corrected, ``torch.optim.Adam``'s form and ε = 1e-8) or
+    ``"adamw"`` (decoupled weight decay); see :mod:`minialex.optim`."""
+    widths: list[int] | None = None
+    """The model's convolution widths, optionally followed by its hidden layers' (``alexnet(widths=...)``)."""
+    norm: str | None = None
+    """``"lrn"``, ``"batchnorm"`` or ``"none"`` in place of the variant's own normalisation (None: keep it)."""
+    norm_at: str | None = None
+    """Where ``norm`` goes: ``"paper"`` (after conv1 and conv2, the default) or ``"every"`` convolution."""
+    pad: int | None = None
+    """Zero padding on each side that brings smaller images to the model's input size (28×28 digits padded by
+    2 for ``keras-cifar10``'s 32×32); None: the trainer works it out (:func:`~minialex.training.build.input_padding`)
+    and records it."""
     mean: str = "image"
     """What a photo folder's images are centred with: the training split's mean ``"image"``, pixel by pixel
     (the paper, §2), or its per-``"channel"`` mean. Other data sets always use the channel means."""
@@ -145,6 +191,18 @@ class TrainConfig:
     parallel: str | None = None
     """``"data"`` or ``"model"``: train over MPI ranks started by ``mpiexec`` (see ``docs/distributed.md``);
     None: one process."""
+
+    def __post_init__(self) -> None:
+        self._resolve_optimizer_defaults()
+
+    def _resolve_optimizer_defaults(self) -> None:
+        """``lr`` and ``weight_decay`` None become the optimiser's defaults (an unknown optimiser: left for
+        :meth:`validate` to reject)."""
+        for name, value in (
+            OPTIMIZER_DEFAULTS.get(self.optimizer, {}).items() if isinstance(self.optimizer, str) else ()
+        ):
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     @property
     def evaluation_batch_size(self) -> int:
@@ -170,6 +228,11 @@ class TrainConfig:
             setattr(self, name, None if value is None else os.fspath(value))
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"dataset must be a data set's name, got {self.dataset!r}")
+        self._resolve_optimizer_defaults()
+        if self.widths is not None:
+            self.widths = check_width_list(self.widths, "widths")
+        if self.norm_at is not None and self.norm is None:
+            raise ConfigError(f"norm_at {self.norm_at!r} needs norm ('lrn', 'batchnorm' or 'none')")
         return self
 
     def to_dict(self) -> dict[str, Any]:

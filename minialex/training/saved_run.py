@@ -121,8 +121,8 @@ def check_model_config(config: Any, dataset: DataInfo, source: str) -> dict[str,
         out["dtype"] = validate.choice(config["dtype"], f"{what}.dtype", DTYPES, error=CheckpointError)
     if config.get("widths") is not None:
         widths = config["widths"]
-        if not isinstance(widths, list) or len(widths) != 4:
-            raise CheckpointError(f"{what}.widths must be 4 integers, got {widths!r}")
+        if not isinstance(widths, list) or not 1 <= len(widths) <= 16:
+            raise CheckpointError(f"{what}.widths must be a list of 1 to 16 integers, got {widths!r}")
         out["widths"] = [
             validate.integer(w, f"{what}.widths", low=1, high=1 << 16, error=CheckpointError) for w in widths
         ]
