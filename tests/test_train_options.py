@@ -83,6 +83,8 @@ def test_each_optimiser_gets_its_own_defaults_recorded_in_the_config():
         ({"widths": [8, 0]}, r"widths must be an integer in \[1, 65536\], got 0"),
         ({"widths": "8,8"}, "widths must be a list of 1 to 16 positive integers"),
         ({"pad": -1}, "pad must be an integer >= 0"),
+        ({"optimizer": "adam", "momentum": 0.5}, "momentum applies to optimizer 'sgd' only"),
+        ({"optimizer": "adamw", "momentum": 0.0}, "momentum applies to optimizer 'sgd' only"),
     ],
 )
 def test_bad_options_are_named(options, fragment):

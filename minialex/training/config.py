@@ -25,6 +25,8 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
 }
 """The ``lr`` and ``weight_decay`` a run gets when none is given, per optimiser: the tuned SGD recipe, Adam's
 (and Keras's) lr 1e-3 without decay, AdamW's lr 1e-3 with ``torch.optim.AdamW``'s λ = 0.01."""
+SGD_MOMENTUM = 0.9
+"""The paper's momentum μ, SGD's default; another value with Adam or AdamW is refused (they have no μ)."""
 SCHEDULES = ("plateau", "step", "none")
 INITS = (None, "he", "paper")
 DTYPES = ("float32", "float64")
@@ -143,7 +145,7 @@ class TrainConfig:
     lr: float | None = None
     """The initial learning rate; None is the optimiser's default (:data:`OPTIMIZER_DEFAULTS`: 0.02 for SGD,
     1e-3 for Adam and AdamW), set when the config is made, so that ``config.json`` records the number used."""
-    momentum: float = 0.9
+    momentum: float = SGD_MOMENTUM
     """SGD's momentum μ (Adam's β₁, β₂ are 0.9, 0.999)."""
     weight_decay: float | None = None
     """λ; None is the optimiser's default (5e-4 for SGD, 0 for Adam, 0.01 for AdamW), resolved like ``lr``."""
@@ -229,6 +231,11 @@ class TrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"dataset must be a data set's name, got {self.dataset!r}")
         self._resolve_optimizer_defaults()
+        if self.optimizer != "sgd" and self.momentum != SGD_MOMENTUM:
+            raise ConfigError(
+                f"momentum applies to optimizer 'sgd' only (Adam's β₁, β₂ are 0.9, 0.999), "
+                f"got momentum {self.momentum} with optimizer {self.optimizer!r}"
+            )
         if self.widths is not None:
             self.widths = check_width_list(self.widths, "widths")
         if self.norm_at is not None and self.norm is None:
