@@ -101,7 +101,7 @@ def test_the_api_reference_lists_every_public_module_once():
         for p in (ROOT / "minialex").rglob("*.py")
     }
     public = {m for m in modules if not any(part.startswith("_") for part in m.split("."))}
-    public -= {"minialex", "minialex.cli"}
+    public = {m for m in public if m != "minialex" and m.split(".")[:2] != ["minialex", "cli"]}  # the command
     assert sorted(public - set(documented)) == [], "public modules missing from the API reference"
     assert len(documented) == len(set(documented)), "a module is documented twice"
     assert "minialex.exercises._grading" not in documented and "minialex._engine.parallel" not in documented

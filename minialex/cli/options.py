@@ -1,69 +1,18 @@
-"""The ``minialex`` command (also ``python -m minialex``): argument parsing and messages, nothing else.
+"""The parser of every ``minialex`` subcommand, and the exit statuses its help lists.
 
-::
-
-    minialex train                         # the mini AlexNet on the embedded MNIST-5k digits
-    minialex train --model mini --dataset fashion-mnist --epochs 20
-    minialex train --resume runs/<run>/last.safetensors
-    minialex train --model paper --dataset ~/data/imagenette2-320   # a folder of photos: train/<class>/*.jpg
-    minialex evaluate runs/<run>/best.safetensors [--split val|test] [--ten-crop] [--dataset FOLDER]
-    minialex predict runs/<run>/best.safetensors digit.png other.npy
-    minialex predict runs/<run>/best.safetensors photo.jpg          # top-5 class names of a photo
-    minialex convert alexnet-owt-7be5be79.pth -o alexnet-imagenet.safetensors   # torchvision's weights
-    minialex summary --model paper
-
-Errors never show a traceback (``--debug`` shows it): each ends as one line on stderr naming the problem,
-and the exit status says what happened:
-
-====  ==========================================================================================
-0     success
-1     the run failed: training diverged (NaN or infinite loss, gradient or weight), or memory ran out
-2     a problem to fix in the command: a bad argument or option, data, checkpoint, backend
-      (``MINIALEX_BACKEND``, ``MINIALEX_THREADS``), a file that cannot be written, an unusable input
-130   stopped by Ctrl-C (SIGINT); a training run saved a checkpoint to resume from
-143   stopped by SIGTERM (128 + the signal number, as a shell reports it); a checkpoint was saved
-====  ==========================================================================================
-
-Output. Progress lines of ``train`` go to stdout; if stdout goes away (``| head`` closed the pipe, a full disk)
-the run goes on without them and writes its run directory as always. A command's result that cannot be written
-is one line on stderr (status 2). Characters the terminal's encoding lacks are escaped (``\\xd7``), and
-``--json`` output is valid JSON (a non-finite figure is ``null``).
-
-The package is imported inside the error handling (:func:`main`): a bad ``MINIALEX_BACKEND`` or
-``MINIALEX_THREADS`` raises when the backend or the thread pool is first imported, and must end as one
-line too, ``--help`` included.
+Options of ``train`` default to None, so that a resumed run can tell what was given on the command line; their
+types and bounds come from the trainer's own rules (:data:`minialex.training.config.RULES`), so that the
+command line and :class:`~minialex.training.TrainConfig` accept exactly the same values.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import os
-import signal
-import sys
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from minialex.errors import DataError, MinialexError, TrainingDivergedError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CODES = f"""exit status:
-  {EXIT_OK}    success
-  {EXIT_FAILED}    the run failed: training diverged (NaN/inf), or memory ran out
-  {EXIT_USAGE}    a problem to fix: bad arguments, options, data, checkpoint, backend, unwritable file
-  130  stopped by Ctrl-C (SIGINT): a training run saved a checkpoint; --resume continues it
-  143  stopped by SIGTERM (128 + the signal number), checkpoint saved
-
-environment:
-  MINIALEX_BACKEND  numpy (default), cupy or auto
-  MINIALEX_THREADS  threads for the memory-bound passes (default: the CPUs, at most 4)
-  MINIALEX_DATA     cache for downloaded data sets (default ~/.cache/minialex)"""
+from minialex.cli.commands import EXIT_CODES, EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -216,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train over MPI ranks: 'data' (mpiexec -n N: the batch shared out, gradients summed) or 'model' "
         "(mpiexec -n 2: the paper's two columns of kernels); see docs/distributed.md (default: one process)",
     )
-    train.set_defaults(func=_train)
+    train.set_defaults(func=train)
 
     # -- evaluate ------------------------------------------------------------------------------------------
     evaluate = sub.add_parser(
@@ -244,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--limit-val", type=positive, default=None, help=argparse.SUPPRESS)
     evaluate.add_argument("--limit-test", type=positive, default=None, help=argparse.SUPPRESS)
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=evaluate)
 
     # -- predict -------------------------------------------------------------------------------------------
     predict = sub.add_parser(
@@ -267,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=positive, default=5, help="how many classes to show (default 5)")
     predict.add_argument("--invert", action="store_true", help="use 255 - pixel (dark ink on light paper)")
     predict.add_argument("--ten-crop", action="store_true", help="average the softmax over the ten crops")
-    predict.set_defaults(func=_predict)
+    predict.set_defaults(func=predict)
 
     # -- convert -------------------------------------------------------------------------------------------
     convert = sub.add_parser(
@@ -292,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ImageNet synset list (their WordNet ids then match ImageNet's class folders in 'evaluate')",
     )
     convert.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    convert.set_defaults(func=_convert)
+    convert.set_defaults(func=convert)
 
     # -- summary -------------------------------------------------------------------------------------------
     summary = sub.add_parser(
@@ -307,25 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--in-channels", type=positive, default=None, help="input channels (default: the variant's)")
     summary.add_argument("--image-size", type=positive, default=None, help="input side (default: the variant's)")
     _model_options(summary.add_argument)
-    summary.set_defaults(func=_summary)
+    summary.set_defaults(func=summary)
     return parser
 
-
-# ---------------------------------------------------------------------------------------------------------
-# The commands. Each returns the exit status.
-
-
-_stdout_lost: list[str] = []  # why stdout stopped working, once it has
-
-
-def _drop_stdout() -> None:
-    """Point file descriptor 1 at /dev/null, so that nothing buffered fails again (at exit, too)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stdout)
-        pass
 
 
 def _model_options(arg: Callable[..., Any]) -> None:
@@ -345,188 +278,3 @@ def _model_options(arg: Callable[..., Any]) -> None:
         "--norm-at", choices=NORM_PLACES, default=None,
         help="with --norm: after conv1 and conv2 ('paper', the default) or after every convolution",
     )  # fmt: skip
-
-
-def _say(message: str) -> None:
-    """One line of progress on stdout, flushed at once (``minialex train | tee log`` shows each epoch).
-
-    Progress is not the result: when stdout goes away (``| head`` closed the pipe, a full disk) the run goes
-    on, its messages are dropped after one note on stderr, and its run directory is written as always.
-    """
-    if _stdout_lost:
-        return
-    try:
-        print(message, flush=True)
-    except OSError as exc:
-        _stdout_lost.append(exc.strerror or type(exc).__name__)
-        _drop_stdout()
-        with contextlib.suppress(OSError):
-            print(f"minialex: stdout lost ({_stdout_lost[0]}); carrying on without messages", file=sys.stderr)
-
-
-def _out(text: str) -> None:
-    """A command's result on stdout; if it cannot be written, a WriteError (one line, status 2)."""
-    from minialex.errors import WriteError
-
-    try:
-        print(text, flush=True)
-    except OSError as exc:
-        _drop_stdout()
-        raise WriteError(f"the output cannot be written to stdout ({exc.strerror or exc})") from None
-
-
-def _train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
-    from minialex.training import TrainConfig, Trainer
-    from minialex.training.report import done_message
-
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    if args.resume is not None:
-        trainer = Trainer(resume=args.resume, overrides=given, log=_say, progress=args.progress)
-    else:
-        trainer = Trainer(TrainConfig(**given), log=_say, progress=args.progress)
-    result = trainer.fit()
-    if result.rank != 0:  # --parallel: rank 0 reports for every rank
-        return EXIT_OK if result.interrupted_by is None else 128 + int(result.interrupted_by)
-    if result.interrupted_by is not None:
-        name = signal.Signals(result.interrupted_by).name
-        launch = f"mpiexec -n {trainer.parallel.size} " if trainer.config.parallel else ""
-        print(
-            f"stopped by {name}: checkpoint saved to {result.checkpoint}\n"
-            f"resume with: {launch}minialex train --resume {result.checkpoint}",
-            file=sys.stderr,
-        )
-        return 128 + int(result.interrupted_by)
-    _say(done_message(result.metrics))
-    _say(f"run directory: {result.run_dir}")
-    return EXIT_OK
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from minialex.training import metrics
-    from minialex.training.evaluation import evaluate_split, load_trained
-
-    trained = load_trained(args.checkpoint)
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else _say  # JSON alone on stdout
-    result, name, mapped = evaluate_split(
-        trained, args.checkpoint, args.dataset, args.split, args.limit_val if args.split == "val" else args.limit_test,
-        ten_crop=args.ten_crop, batch_size=args.batch_size, data_dir=args.data_dir, download=args.download,
-        log=progress,
-    )  # fmt: skip
-    config = trained.config
-    views = "ten crops" if args.ten_crop else "centre crop"
-    split = {"val": "validation", "test": "test"}[args.split]
-    if args.json:
-        out = {
-            "checkpoint": str(args.checkpoint),
-            "dataset": name,
-            "split": args.split,
-            "images": result.count,
-            "ten_crop": bool(args.ten_crop),
-            **result.as_dict(args.split),
-        }
-        _out(metrics.dumps(out))  # valid JSON: a non-finite figure is null
-    else:
-        among = f", scored over the model's {len(trained.classes)} classes" if mapped else ""
-        _out(
-            f"{args.checkpoint}: {config.model} on {name}, {split} split ({result.count} images, {views}{among}): "
-            f"top-1 error {result.error:.2%}, top-5 error {1 - result.top5_accuracy:.2%} (top-1 accuracy "
-            f"{result.accuracy:.2%}, top-5 accuracy {result.top5_accuracy:.2%}), loss {result.loss:.4f}"
-        )
-    return EXIT_OK
-
-
-def load_image(path: str | os.PathLike[str], shape: tuple[int, int, int], invert: bool = False) -> np.ndarray:
-    """An image file as uint8 (C, H, W) of ``shape`` (see :func:`minialex.data.imagefile.load_image`)."""
-    from minialex.data.imagefile import load_image as load
-
-    return load(path, shape, invert)
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from minialex.training.evaluation import load_trained
-
-    trained = load_trained(args.checkpoint)
-    if trained.image_rule in ("paper", "torchvision"):  # a photo model: its training images' own decoding
-        from minialex.data.photo import decode
-
-        if args.invert:
-            raise DataError("--invert is for digit checkpoints; this model was trained on photographs")
-        images = np.stack([decode(p, trained.image_shape[1], rule=trained.image_rule) for p in args.images])
-    else:
-        images = np.stack([load_image(p, trained.image_shape, args.invert) for p in args.images])
-    probs = trained.predict(images, ten_crop=args.ten_crop)
-    top = min(args.top, probs.shape[1])
-    width = max(len(c) for c in trained.classes)
-    lines = []
-    for path, p in zip(args.images, probs, strict=True):
-        order = np.argsort(-p, kind="stable")[:top]
-        lines.append(f"{path}:")
-        lines += [f"  {rank}. {trained.classes[k]:<{width}}  {p[k]:7.2%}" for rank, k in enumerate(order, 1)]
-    _out("\n".join(lines))
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from minialex.training.convert import convert_torchvision
-
-    convert_torchvision(args.weights, args.output, classes_file=args.classes, overwrite=args.force, log=_say)
-    return EXIT_OK
-
-
-def _summary(args: argparse.Namespace) -> int:
-    from minialex.layers.base import shapes_only
-    from minialex.models import alexnet
-
-    with shapes_only():  # shapes and counts only: no weight is allocated, whatever the sizes asked for
-        model = alexnet(
-            args.model, num_classes=args.classes, in_channels=args.in_channels, image_size=args.image_size,
-            widths=args.widths, norm=args.norm, norm_at=args.norm_at,
-        )  # fmt: skip
-    _out(model.summary())
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _fail(message: str, status: int, debug: bool) -> int:
-    if debug:
-        traceback.print_exc()
-    with contextlib.suppress(OSError):  # stderr gone as well: the status still says it
-        print(f"minialex: error: {' '.join(message.split())}", file=sys.stderr)
-    return status
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``minialex`` console script; returns the exit status (see the module docstring).
-
-    Everything but the standard library and :mod:`minialex.errors` is imported in here, inside the error
-    handling, so that a bad ``MINIALEX_BACKEND`` or ``MINIALEX_THREADS`` ends as one line with status 2.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    for stream in (sys.stdout, sys.stderr):  # a character the terminal cannot show is escaped, never fatal
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
-    try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args))
-    except TrainingDivergedError as exc:
-        return _fail(str(exc), EXIT_FAILED, debug)
-    except MinialexError as exc:
-        return _fail(str(exc), EXIT_USAGE, debug)
-    except MemoryError as exc:
-        detail = f" ({exc})" if str(exc) else ""
-        return _fail(f"out of memory{detail}: try a smaller --batch-size or model", EXIT_FAILED, debug)
-    except OSError as exc:  # e.g. --help into a closed pipe or onto a full disk: one line, never a traceback
-        if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC):
-            _drop_stdout()
-        where = f": {exc.filename}" if exc.filename else ""
-        return _fail(f"{exc.strerror or exc}{where}", EXIT_USAGE, debug)
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        print("minialex: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
