@@ -109,7 +109,11 @@ def api_pages(root: Path = ROOT) -> dict[str, str]:
     package_root = root / "minialex"
     core = [f"minialex.{p.stem}" for p in sorted(package_root.glob("*.py")) if not p.stem.startswith("_")]
     core = [name for name in core if name.split(".")[-1] not in NOT_IN_API]
-    packages = sorted(p for p in package_root.iterdir() if (p / "__init__.py").is_file() and not p.name.startswith("_"))
+    packages = sorted(
+        p
+        for p in package_root.iterdir()
+        if (p / "__init__.py").is_file() and not p.name.startswith("_") and p.name not in NOT_IN_API
+    )
     pages = {"api/core.md": "# Core\n\n" + "".join(f"::: {name}\n\n" for name in core)}
     rows = ["| [Core](core.md) | " + ", ".join(f"`{name.split('.', 1)[1]}`" for name in core) + " |"]
     for package in packages:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from minialex.cli import commands
 from minialex.cli.commands import EXIT_CODES, EXIT_USAGE
 
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train over MPI ranks: 'data' (mpiexec -n N: the batch shared out, gradients summed) or 'model' "
         "(mpiexec -n 2: the paper's two columns of kernels); see docs/distributed.md (default: one process)",
     )
-    train.set_defaults(func=train)
+    train.set_defaults(func=commands.train)
 
     # -- evaluate ------------------------------------------------------------------------------------------
     evaluate = sub.add_parser(
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--limit-val", type=positive, default=None, help=argparse.SUPPRESS)
     evaluate.add_argument("--limit-test", type=positive, default=None, help=argparse.SUPPRESS)
-    evaluate.set_defaults(func=evaluate)
+    evaluate.set_defaults(func=commands.evaluate)
 
     # -- predict -------------------------------------------------------------------------------------------
     predict = sub.add_parser(
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=positive, default=5, help="how many classes to show (default 5)")
     predict.add_argument("--invert", action="store_true", help="use 255 - pixel (dark ink on light paper)")
     predict.add_argument("--ten-crop", action="store_true", help="average the softmax over the ten crops")
-    predict.set_defaults(func=predict)
+    predict.set_defaults(func=commands.predict)
 
     # -- convert -------------------------------------------------------------------------------------------
     convert = sub.add_parser(
@@ -241,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ImageNet synset list (their WordNet ids then match ImageNet's class folders in 'evaluate')",
     )
     convert.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    convert.set_defaults(func=convert)
+    convert.set_defaults(func=commands.convert)
 
     # -- summary -------------------------------------------------------------------------------------------
     summary = sub.add_parser(
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--in-channels", type=positive, default=None, help="input channels (default: the variant's)")
     summary.add_argument("--image-size", type=positive, default=None, help="input side (default: the variant's)")
     _model_options(summary.add_argument)
-    summary.set_defaults(func=summary)
+    summary.set_defaults(func=commands.summary)
     return parser
 
 
