@@ -6,7 +6,7 @@ what the ranks saved with the same computation done here, on one process. Skippe
 mpi4py or mpiexec is missing (``pip install 'minialex[mpi]'``).
 
 Bounds: float64 agreement to 1e-12 relative (round-off: the split model sums the same products in another
-order at the exchanges; measured ~1e-15), float32 to 1e-4 (issue 13's "float32 round-off").
+order at the exchanges; measured ~1e-15), float32 to 1e-4 ("float32 round-off").
 """
 
 from __future__ import annotations

@@ -35,9 +35,12 @@ which is refused before any pixel is decoded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -140,6 +143,23 @@ def torchvision_resize_crop(image: Image.Image, size: int) -> Image.Image:
     return resized.crop((left, top, left + size, top + size))
 
 
+@contextlib.contextmanager
+def _pillow_errors(where: str) -> Iterator[Any]:
+    """The opened regular file ``where``; whatever Pillow raises while decoding it becomes an
+    :class:`ImageFileError` naming the file (a decompression bomb, a damaged file), and the file is closed."""
+    handle = _open_regular_file(where)
+    try:
+        yield handle
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageFileError(where, "image too large", f"a decompression bomb, refused by Pillow ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:  # Pillow on damaged files
+        raise ImageFileError(where, "truncated or corrupt image", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        handle.close()
+
+
 def decode(path: str | os.PathLike, size: int = SIZE, rule: str = "paper") -> np.ndarray:
     """The paper's preprocessing of one image file: shorter side to ``size``, central ``size``×``size`` crop.
 
@@ -166,8 +186,7 @@ def decode(path: str | os.PathLike, size: int = SIZE, rule: str = "paper") -> np
     if rule not in RULES:
         raise ValueError(f"decode: rule must be one of {', '.join(RULES)}, got {rule!r}")
     where = os.fspath(path)
-    handle = _open_regular_file(where)
-    try:
+    with _pillow_errors(where) as handle:
         image = _open_checked(handle, where)
         width, height = image.size
         if image.format in ("JPEG", "MPO") and rule == "paper":  # MPO: the multi-picture JPEGs of some cameras
@@ -184,14 +203,6 @@ def decode(path: str | os.PathLike, size: int = SIZE, rule: str = "paper") -> np
             resized = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
         else:
             resized = torchvision_resize_crop(image, size)
-    except DataError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageFileError(where, "image too large", f"a decompression bomb, refused by Pillow ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:  # Pillow on damaged files
-        raise ImageFileError(where, "truncated or corrupt image", f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        handle.close()
     pixels = np.asarray(resized)
     if pixels.shape != (size, size, 3) or pixels.dtype != np.uint8:
         raise ImageFileError(where, "unsupported image mode", f"decoded to {pixels.dtype} {pixels.shape}")
@@ -206,8 +217,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     v >> 8, never clipped. Other modes are returned as decoded ("L", "RGB", "RGBA", "P", ...).
     """
     where = os.fspath(path)
-    handle = _open_regular_file(where)
-    try:
+    with _pillow_errors(where) as handle:
         image = _open_checked(handle, where)
         image.load()
         if "exif" in image.info and image.getexif().get(_ORIENTATION, 1) != 1:
@@ -217,11 +227,3 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         if image.mode == "F":
             raise ImageFileError(where, "unsupported image mode", "floating-point (Pillow mode F); save it as 8-bit")
         return image
-    except DataError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageFileError(where, "image too large", f"a decompression bomb, refused by Pillow ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:  # Pillow on damaged files
-        raise ImageFileError(where, "truncated or corrupt image", f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        handle.close()
