@@ -204,8 +204,8 @@ class Trainer:
                 metrics.write_json(self.run_dir / "dataset.json", self.data.folder)
             for line in report.start_messages(cfg, state, self.data, self.parts, self.run_dir, self.resumed):
                 self.log(line)
-            if self.resumed:
-                self._drop_unfinished_best()
+            if self.resumed and (moved := self.directory.set_aside_unfinished_best(state.epochs_done)):
+                self.log(moved)
         if state.global_step == 0:  # a new run (or one resumed before its first step)
             self.check_initial_loss()
             self._save(LAST)  # epoch 0: a good checkpoint exists before the first step
@@ -216,20 +216,6 @@ class Trainer:
             if self._stop_agreed() and epoch < cfg.epochs:
                 return self._stopped()
         return None
-
-    def _drop_unfinished_best(self) -> None:
-        """Move aside a ``best.safetensors`` of an epoch after the checkpoint the run resumes from.
-
-        ``best`` is written before ``last``, so a run killed between the two leaves a ``best`` one epoch ahead
-        of its ``last``; the resumed run repeats that epoch and writes ``best`` again if it improves. The file
-        is renamed, not deleted (``superseded-best-epoch<N>.safetensors``), so that nothing is lost when the
-        run resumes from an older copy on purpose; either way the best epoch it reports is one whose file exists.
-        """
-        best_epoch = self.directory.checkpoint_epoch(BEST)
-        if best_epoch is not None and best_epoch > self.state.epochs_done:
-            aside = self.directory.best.with_name(f"superseded-best-epoch{best_epoch}.safetensors")
-            self.log(f"{self.directory.best} is of epoch {best_epoch}, after the resumed checkpoint: moved to {aside}")
-            os.replace(self.directory.best, aside)
 
     def _stop_agreed(self) -> bool:
         """Whether a stop was requested (on any rank: every rank gets the same answer)."""

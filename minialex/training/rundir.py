@@ -193,6 +193,22 @@ class RunDirectory:
             return None
         return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
+    def set_aside_unfinished_best(self, epochs_done: int) -> str | None:
+        """Move aside a ``best.safetensors`` of an epoch after ``epochs_done`` (the checkpoint a run resumes from);
+        the message saying so, or None when there is nothing to move.
+
+        ``best`` is written before ``last``, so a run killed between the two leaves a ``best`` one epoch ahead
+        of its ``last``; the resumed run repeats that epoch and writes ``best`` again if it improves. The file
+        is renamed, not deleted (``superseded-best-epoch<N>.safetensors``), so that nothing is lost when the
+        run resumes from an older copy on purpose; either way the best epoch it reports is one whose file exists.
+        """
+        best_epoch = self.checkpoint_epoch(BEST)
+        if best_epoch is None or best_epoch <= epochs_done:
+            return None
+        aside = self.best.with_name(f"superseded-best-epoch{best_epoch}.safetensors")
+        os.replace(self.best, aside)
+        return f"{self.best} is of epoch {best_epoch}, after the resumed checkpoint: moved to {aside}"
+
     def write_records(self, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         """``history.json``, ``history.csv`` and ``metrics.json``."""
         metrics.write_json(self.path / "history.json", history)
