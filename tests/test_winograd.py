@@ -194,10 +194,9 @@ def test_channel_major_and_c_order_inputs_agree():
     assert rel_diff(y, layer.forward(x.copy())) <= 1e-15
 
 
-def test_auto_rule_on_a_single_threaded_cpu_blas(monkeypatch):
+def test_auto_rule_on_the_cpu(monkeypatch):
     # The paper's conv1, conv2 and the mini model's convolutions stay on im2col; 3×3, stride 1 with wide groups
     # goes to F(4×4, 3×3).
-    monkeypatch.setattr(conv, "ONE_BLAS_THREAD", True)
     monkeypatch.setattr(conv.backend, "on_gpu", False)
     assert Conv2d(3, 96, 11, stride=4).chosen_algorithm == "im2col"
     assert Conv2d(96, 256, 5, padding=2, groups=2).chosen_algorithm == "im2col"
@@ -214,24 +213,14 @@ def test_auto_rule_on_a_single_threaded_cpu_blas(monkeypatch):
     assert Conv2d(8, 8, 3, algorithm="winograd2").chosen_algorithm == "winograd2"
 
 
-def test_auto_rule_keeps_im2col_with_a_multithreaded_blas_or_a_gpu(monkeypatch):
+def test_auto_rule_keeps_im2col_on_a_gpu(monkeypatch):
     wide = (256, 384, 1, (3, 3), (1, 1))
-    assert conv.auto_algorithm(*wide, single_thread_cpu=True) == "winograd4"
-    assert conv.auto_algorithm(*wide, single_thread_cpu=False) == "im2col"
-    monkeypatch.setattr(conv, "ONE_BLAS_THREAD", False)
-    assert Conv2d(256, 384, 3, padding=1).chosen_algorithm == "im2col"
-    monkeypatch.setattr(conv, "ONE_BLAS_THREAD", True)
+    assert conv.auto_algorithm(*wide, on_cpu=True) == "winograd4"
+    assert conv.auto_algorithm(*wide, on_cpu=False) == "im2col"
     wide_layer, explicit = Conv2d(256, 384, 3, padding=1), Conv2d(8, 8, 3, algorithm="winograd4")
     monkeypatch.setattr(conv.backend, "on_gpu", True)  # the rule alone: these layers never run here
     assert wide_layer.chosen_algorithm == "im2col"
     assert explicit.chosen_algorithm == "winograd4"  # an explicit choice stands
-
-
-def test_one_blas_thread_reads_the_blas_variables():
-    assert conv.one_blas_thread({"OPENBLAS_NUM_THREADS": "1"})
-    assert conv.one_blas_thread({"OMP_NUM_THREADS": " 1 "})
-    assert not conv.one_blas_thread({"OPENBLAS_NUM_THREADS": "2"})
-    assert not conv.one_blas_thread({})
 
 
 def test_bad_algorithms_are_one_line_errors():

@@ -36,7 +36,6 @@ default) chooses by :func:`auto_algorithm`, a rule on the layer's shape and the 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -78,44 +77,25 @@ def winograd_eligible(kernel_size: tuple[int, int], stride: tuple[int, int]) -> 
     return kernel_size == (3, 3) and stride == (1, 1)
 
 
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-"""The environment variables that set the CPU BLAS's thread count, read once when minialex is imported."""
-
-
-def one_blas_thread(environ: Any = None) -> bool:
-    """Whether the CPU BLAS was told to use a single thread (one of :data:`BLAS_THREAD_VARIABLES` is ``1``).
-
-    ``environ`` defaults to :data:`os.environ`.
-    """
-    env = os.environ if environ is None else environ
-    return any(env.get(name, "").strip() == "1" for name in BLAS_THREAD_VARIABLES)
-
-
-ONE_BLAS_THREAD = one_blas_thread()
-""":func:`one_blas_thread` at import (the BLAS reads these variables once, when it is loaded, too)."""
-
-
 def auto_algorithm(
     in_channels: int,
     out_channels: int,
     groups: int,
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
-    single_thread_cpu: bool | None = None,
+    on_cpu: bool | None = None,
 ) -> str:
     """The rule of ``algorithm="auto"``: ``winograd4`` for a 3×3, stride-1 convolution whose groups have at least
-    :data:`AUTO_MIN_CHANNELS` input and output channels each, *when the arrays live on the CPU and its BLAS runs
-    one thread*; ``im2col`` for everything else.
+    :data:`AUTO_MIN_CHANNELS` input and output channels each, *when the arrays live on the CPU*; ``im2col`` for
+    everything else.
 
-    The Winograd path makes α²·G GEMM calls per product where im2col makes G: with a multi-threaded BLAS on a
-    shared machine each call can wait for a parked thread, and that was measured to cost more than the saved
-    multiplications; on a GPU it was not measured. ``single_thread_cpu`` defaults to "on the CPU and
-    :data:`ONE_BLAS_THREAD`". The rule reads the shape and that configuration only, never a timing, so a run makes
-    the same choice every time.
+    On a GPU Winograd has not been measured against cuBLAS on im2col columns, so it is not chosen there.
+    ``on_cpu`` defaults to the backend's. The rule reads the shape and the device only, never a timing, so a
+    run makes the same choice every time.
     """
-    if single_thread_cpu is None:
-        single_thread_cpu = ONE_BLAS_THREAD and not backend.on_gpu
-    if not single_thread_cpu or not winograd_eligible(kernel_size, stride):
+    if on_cpu is None:
+        on_cpu = not backend.on_gpu
+    if not on_cpu or not winograd_eligible(kernel_size, stride):
         return "im2col"
     if min(in_channels, out_channels) // groups < AUTO_MIN_CHANNELS:
         return "im2col"

@@ -278,7 +278,8 @@ for r in rows:
 #   its transpose.
 # * The saving is paid for with transforms (memory-bound passes) and with accuracy (larger tiles, larger matrix
 #   entries): F(4×4) loses about 1.5 decimal digits in float32. Libraries choose per layer, by shape; minialex's
-#   `Conv2d(algorithm="auto")` does too, and also asks whether the BLAS runs one thread (with several threads on a
-#   busy machine, Winograd's many GEMM calls each wait for a thread: `docs/winograd.md` has the measurements).
+#   `Conv2d(algorithm="auto")` does too (F(4×4) for the wide 3×3 layers on the CPU). On a busy machine the many
+#   GEMM calls of a Winograd product can each wait for a BLAS thread that another job holds: `docs/winograd.md`
+#   has the measurements, busy and idle.
 #
 # **Next:** [11. The two-GPU split](11_two_gpu_split.ipynb): the paper's two columns, run in one process and over MPI.
