@@ -417,6 +417,8 @@ found = False
 for path in sorted(glob.glob(os.path.join("..", "benchmarks", "results", "*.json"))):
     with open(path, encoding="utf-8") as f:
         record = json.load(f)
+    if "per_layer" not in record:  # only the runs of `python -m benchmarks.run` (other benchmarks time other things)
+        continue
     for entry in record.get("steps", []):
         if entry.get("variant") != "paper" or entry.get("batch") != 128:
             continue

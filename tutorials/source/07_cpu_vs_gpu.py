@@ -293,22 +293,24 @@ except ImportError:
 # and whole training steps, minialex beside PyTorch on the same machine, and records the results with a
 # description of the machine in `benchmarks/results/`: a Markdown report, JSON for programs, and charts. This
 # cell shows what is there, and on which devices it was measured. (The folder also holds the results of other
-# benchmarks, of the data pipeline or of several processes; only the runs with training steps are read here.)
+# benchmarks, of the data pipeline, of the convolution algorithms or of several processes; only the runs of
+# `python -m benchmarks.run` are read here.)
 
 # %%
 RESULTS = os.path.join("..", "benchmarks", "results")
 
 
 def has_steps(path):
-    """Whether the JSON record at ``path`` holds training-step measurements."""
+    """Whether the JSON record at ``path`` is a run of ``python -m benchmarks.run`` with training steps."""
     with open(path, encoding="utf-8") as f:
-        return bool(json.load(f).get("steps"))
+        record = json.load(f)
+    return "per_layer" in record and bool(record.get("steps"))
 
 
 records = [path for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))) if has_steps(path)]
 stems = [path[: -len(".json")] for path in records]
 reports = [stem + ".md" for stem in stems if os.path.exists(stem + ".md")]
-charts = sorted(c for stem in stems for c in glob.glob(glob.escape(stem) + "-*.png"))
+charts = [stem + kind for stem in stems for kind in ("-layers.png", "-steps.png") if os.path.exists(stem + kind)]
 if not (reports or records):
     print(f"No recorded benchmark results in {os.path.normpath(RESULTS)} when this notebook ran.")
     print("Run the benchmark suite (see benchmarks/README.md) to create them, then run this notebook again.")
@@ -369,13 +371,14 @@ for path in records:
 # %% [markdown]
 # The per-layer tables hold the rest of the story. Where does minialex's time go, and where does it gain or lose
 # against PyTorch? The cell adds up each framework's forward and backward milliseconds by kind of layer, for every
-# recorded per-layer table (the paper's model at batch 32 and 128 on this machine), and names the convolutions on
-# which PyTorch was faster:
+# recorded per-layer table (the paper's model at batch 32 and 128 on this machine, and the Keras CIFAR-10 model,
+# whose `norm` layers are BatchNorm), and names the convolutions on which PyTorch was faster:
 
 
 # %%
 def layer_kind(name):
-    for prefix, kind in (("conv", "convolutions"), ("norm", "LRN"), ("pool", "max-pooling"), ("fc", "fully connected")):
+    kinds = (("conv", "convolutions"), ("norm", "LRN or BatchNorm"), ("pool", "max-pooling"), ("fc", "fully connected"))
+    for prefix, kind in kinds:
         if name.startswith(prefix):
             return kind
     return "ReLU, dropout, loss, ..."
@@ -410,7 +413,8 @@ for path in records:
             if n.startswith("conv")
             and row["torch"]["fwd_s"] + row["torch"]["bwd_s"] < row["minialex"]["fwd_s"] + row["minialex"]["bwd_s"]
         ]
-        grouped = [n for n in torch_faster if model[n].groups > 1]
+        variant = alexnet(table["variant"])  # the measured model's own layers
+        grouped = [n for n in torch_faster if variant[n].groups > 1]
         print(
             f"  convolutions on which PyTorch was faster: {', '.join(torch_faster) or 'none'} "
             f"(grouped among them: {', '.join(grouped) or 'none'})"
@@ -428,8 +432,9 @@ for path in records:
 #   per-kind sums above say where it comes from. minialex's LRN, written as one channel-window sum, is several
 #   times faster than PyTorch's, which composes it from generic operations, and so is its fully connected backward;
 #   on the paper's model that is where a whole-step lead comes from. The convolutions are not where minialex wins:
-#   PyTorch's direct CPU convolutions (oneDNN) beat im2col + GEMM on most of them, the **grouped** ones included.
-#   On torchvision's layout (no LRN, no groups) there is no LRN to win on, and the step table shows PyTorch ahead.
+#   PyTorch's direct CPU convolutions (oneDNN) beat minialex's on most of them (im2col + GEMM, or Winograd on the
+#   wide 3×3 layers, notebook 10), the **grouped** ones included. On torchvision's layout (no LRN, no groups) there
+#   is no LRN to win on, and the step table shows the two frameworks close, whichever is ahead in a given run.
 # * **GPU rows**, when a GPU run is recorded, are only meaningful with proper synchronisation (CUDA events) and
 #   should say whether PyTorch used TF32 tensor cores, which trade precision for a large speed-up in float32 GEMMs.
 #
@@ -441,7 +446,7 @@ for path in records:
 #   a recorded GPU run to say; none exists yet.
 # * The same minialex code runs on NumPy or CuPy through `backend.xp`; GPU timing needs synchronisation.
 # * On the recorded CPU runs, minialex's advantage on the paper's model comes from LRN and the fully connected
-#   layers; PyTorch's convolutions, grouped ones included, are faster.
+#   layers; PyTorch's convolutions, grouped ones included, are faster at batch 32, and about even at batch 128.
 #
 # This is the end of the core series. From here: `minialex train --help`, the layer sources in `minialex/layers/`
 # (each tells the whole story of its layer in one file), and the benchmark suite.
