@@ -165,3 +165,23 @@ def lrn_id(case: tuple) -> str:
 def pool_id(case: tuple) -> str:
     shape, k, s, p = case
     return f"{'x'.join(map(str, shape))}-k{k}-s{s}-p{p}".replace(" ", "")
+
+
+TINY_TRAIN = [
+    *("--epochs", "1", "--limit-train", "64", "--limit-val", "32", "--limit-test", "32"),
+    *("--batch-size", "32", "--no-progress"),
+]
+"""``minialex train`` options for a one-epoch run on 64 digits: a real run directory and checkpoint in seconds."""
+
+
+def peak_mib(call) -> float:
+    """The peak of Python-traced allocations (NumPy's included) while ``call()`` runs, in MiB."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / 2**20

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import TINY_TRAIN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
@@ -23,10 +24,7 @@ import minialex.training
 from minialex.cli import main
 from minialex.training import checkpoint
 
-TINY = [
-    *("--epochs", "1", "--limit-train", "64", "--limit-val", "32", "--limit-test", "32"),
-    *("--batch-size", "32", "--no-progress"),
-]
+TINY = TINY_TRAIN
 
 
 class Reached(BaseException):

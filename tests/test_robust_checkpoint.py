@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_TRAIN, peak_mib
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
@@ -23,10 +23,7 @@ from minialex.models import alexnet
 from minialex.training import checkpoint
 from minialex.training.checkpoint import load_checkpoint
 
-TINY = [
-    *("--epochs", "1", "--limit-train", "64", "--limit-val", "32", "--limit-test", "32"),
-    *("--batch-size", "32", "--no-progress"),
-]
+TINY = TINY_TRAIN
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -139,15 +136,6 @@ def _meta_only(good: Path) -> dict:
     return meta
 
 
-def _peak_mib(call) -> float:
-    tracemalloc.start()
-    try:
-        call()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak / 2**20
-
 
 def test_a_sparse_file_declaring_gigabytes_is_refused_without_holding_them(good, tmp_path):
     """A 1.9 GB tensor in a file that is all holes: the checksum is computed in chunks from the file."""
@@ -164,7 +152,7 @@ def test_a_sparse_file_declaring_gigabytes_is_refused_without_holding_them(good,
         with pytest.raises(CheckpointError, match="checksum mismatch"):
             load_checkpoint(path)
 
-    assert _peak_mib(load) < 64  # chunks of 16 MiB, never the 1.9 GB
+    assert peak_mib(load) < 64  # chunks of 16 MiB, never the 1.9 GB
 
 
 @pytest.mark.parametrize(
@@ -246,7 +234,7 @@ def test_metadata_claiming_huge_sizes_is_refused_before_anything_is_built(good, 
         def run(argv=argv, result=result):
             result.append(_cli(capsys, *argv))
 
-        assert _peak_mib(run) < 100
+        assert peak_mib(run) < 100
         status, _, err = result[0]
         assert status == 2 and fragment in _one_line(err), err
 

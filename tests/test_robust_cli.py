@@ -11,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_TRAIN
 from PIL import Image
 
 from minialex.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    *("--epochs", "1", "--limit-train", "64", "--limit-val", "32", "--limit-test", "32"),
-    *("--batch-size", "32", "--no-progress"),
-]
+TINY = TINY_TRAIN
 
 
 @pytest.fixture(autouse=True, scope="module")

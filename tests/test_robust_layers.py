@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import peak_mib
 
 from minialex.errors import LayerInputError
 from minialex.layers import Conv2d, Linear, LocalResponseNorm, SoftmaxCrossEntropy
 from minialex.layers.base import MAX_PARAMETER_ELEMENTS, check_elements, shapes_only
 from minialex.models import alexnet
-
-
-def peak_mib(call) -> float:
-    tracemalloc.start()
-    try:
-        call()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak / 2**20
 
 
 def refused(call, fragment: str) -> None:
