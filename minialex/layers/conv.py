@@ -235,7 +235,7 @@ class Conv2d(Layer):
         check_elements(f"{self.name}: the padded input", (n, self.in_channels, h + 2 * ph, w + 2 * pw))
         check_elements(f"{self.name}: the output", (n, c_out, oh, ow))
         if self.chosen_algorithm != "im2col":
-            return self._winograd_forward(x, int(self.chosen_algorithm[-1]))
+            return self._winograd_forward(x, int(self.chosen_algorithm[-1]), (n, c_out, oh, ow))
         g, k = self.groups, self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         check_elements(f"{self.name}: one image's columns", (k, oh * ow))
         w_g = self.params["weight"].reshape(g, c_out // g, k // g)
@@ -301,10 +301,10 @@ class Conv2d(Layer):
             return None
         return dxpad[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]].transpose(1, 0, 2, 3)
 
-    def _winograd_forward(self, x: Array, m: int) -> Array:
-        """The forward pass by F(m×m, 3×3): U from the weights once, then the batch in chunks. A batch that is one
-        chunk keeps its V for the weight gradient (in training mode only)."""
-        n, c_out, oh, ow = self.output_shape(x.shape)
+    def _winograd_forward(self, x: Array, m: int, out_shape: Shape) -> Array:
+        """The forward pass by F(m×m, 3×3) into ``out_shape`` (forward has checked it): U from the weights once,
+        then the batch in chunks. A batch that is one chunk keeps its V for the weight gradient (training only)."""
+        n, c_out, oh, ow = out_shape
         u = winograd.transform_kernel(self.params["weight"], self.groups, m)
         out = xp.empty((c_out, n, oh, ow), dtype=x.dtype)
         step = self._winograd_chunk(x.shape, x.dtype.itemsize, m)
