@@ -82,6 +82,24 @@ class Timer:
         return time.perf_counter() - t0, out
 
 
+def alternate(
+    fns: dict[str, tuple[Any, Callable[[], Any]]],
+    repeats: int,
+    after_round: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Time every ``(timer, fn)`` of ``fns`` once per round, one after another, for a warm-up round and then
+    ``repeats`` rounds; the seconds of the timed rounds by key. ``after_round(r, times)`` follows each round."""
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for r in range(repeats + 1):
+        for key, (timer, fn) in fns.items():
+            elapsed, _ = timer(fn)
+            if r:
+                times[key].append(elapsed)
+        if after_round is not None:
+            after_round(r, times)
+    return times
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
@@ -406,16 +424,14 @@ def train_steps(
                 key = "torch" if device == "cpu" else f"torch-tf32-{'on' if tf32 else 'off'}"
                 step = torch_step_fn(tmodel, torch, tx, tl, optimizer)
                 fns[key] = (ttimer, _with_tf32(torch, device, tf32, step))
-    times: dict[str, list[float]] = {key: [] for key in fns}
-    for r in range(repeats + 1):
-        for key, (timer, fn) in fns.items():
-            elapsed, _ = timer(fn)
-            if r:
-                times[key].append(elapsed)
-        log(
+    times = alternate(
+        fns,
+        repeats,
+        lambda r, times: log(
             f"  step {variant} batch {n}: round {r}/{repeats} "
             + " ".join(f"{k}={v[-1]:.4f}s" for k, v in times.items() if v)
-        )
+        ),
+    )
     flops = sum(forward_flops(model).values())
     out.update(
         {
@@ -464,12 +480,7 @@ def optimizer_updates(
                     param.grad = torch.from_numpy(grads[f"{name}.{key}"]).to(device)
             topt = torch_optimizer(tmodel, torch, optimizer)
             fns["torch"] = (Timer("torch-cuda" if device != "cpu" else "cpu", torch), topt.step)
-    times: dict[str, list[float]] = {key: [] for key in fns}
-    for r in range(repeats + 1):
-        for key, (timer, fn) in fns.items():
-            elapsed, _ = timer(fn)
-            if r:
-                times[key].append(elapsed)
+    times = alternate(fns, repeats)
     log(f"  {optimizer} update {variant}: " + " ".join(f"{k}={median(v):.4f}s" for k, v in times.items()))
     return {
         "variant": variant,
