@@ -185,3 +185,29 @@ def peak_mib(call) -> float:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     return peak / 2**20
+
+
+def cifar_archive(per_batch: int, seed: int = 6) -> bytes:
+    """A ``cifar-10-binary.tar.gz`` in the official layout with ``per_batch`` random images in each of its six
+    batches, the class-names file and the readme the real archive has."""
+    import io
+    import tarfile
+
+    from minialex.data import cifar
+
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(f"{cifar.FOLDER}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
+            images = rng.integers(0, 256, size=(per_batch, 3, 32, 32), dtype=np.uint8)
+            add(name, cifar.encode_cifar_batch(images, np.arange(per_batch) % 10))
+        add(cifar.META_FILE, ("\n".join(names) + "\n").encode())
+        add("readme.html", b"<html></html>")
+    return buffer.getvalue()

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
-import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from helpers import cifar_archive
 
-from minialex.data import cifar, datasets, download, idx, load_dataset
+from minialex.data import datasets, download, idx, load_dataset
 from minialex.data.download import RemoteFile, cache_dir, fetch
 from minialex.errors import ChecksumError, DataError
 
@@ -213,27 +212,8 @@ def test_load_mnist_with_the_wrong_record_count(tmp_path, monkeypatch):
         load_dataset("mnist", data_dir=tmp_path, download=False)
 
 
-def _cifar_archive(per_batch: int) -> bytes:
-    rng = np.random.default_rng(6)
-    buffer = io.BytesIO()
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(f"{cifar.FOLDER}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-        for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
-            images = rng.integers(0, 256, size=(per_batch, 3, 32, 32), dtype=np.uint8)
-            add(name, cifar.encode_cifar_batch(images, np.arange(per_batch) % 10))
-        add(cifar.META_FILE, ("\n".join(names) + "\n").encode())
-        add("readme.html", b"<html></html>")
-    return buffer.getvalue()
-
-
 def test_load_cifar10_downloaded_from_the_loopback_server(tmp_path, monkeypatch, server):
-    archive = _cifar_archive(per_batch=4)
+    archive = cifar_archive(per_batch=4)
     server.files["/cifar-10-binary.tar.gz"] = archive
     remote = RemoteFile("cifar-10-binary.tar.gz", sha(archive), (server.url + "/cifar-10-binary.tar.gz",))
     monkeypatch.setitem(datasets.SOURCES, "cifar10", datasets.Source("cifar", (remote,), 20, 4))

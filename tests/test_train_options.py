@@ -8,17 +8,16 @@ archive (no network), and the clear errors for a checkpoint that does not fit.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import signal
-import tarfile
 
 import numpy as np
 import pytest
+from helpers import cifar_archive
 
 from minialex import backend
 from minialex.cli import main
-from minialex.data import cifar, datasets, load_dataset
+from minialex.data import datasets, load_dataset
 from minialex.data.download import RemoteFile
 from minialex.errors import CheckpointError, ConfigError
 from minialex.optim import SGD, Adam, AdamW
@@ -204,27 +203,10 @@ def test_keras_cifar10_trains_on_digits_padded_to_32(digits, tmp_path):
     assert backend.to_numpy(trained.pipeline.eval(images)).shape == (4, 1, 32, 32)
 
 
-def _fake_cifar_archive(per_batch: int) -> bytes:
-    rng = np.random.default_rng(3)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(f"{cifar.FOLDER}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-        for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
-            images = rng.integers(0, 256, size=(per_batch, 3, 32, 32), dtype=np.uint8)
-            add(name, cifar.encode_cifar_batch(images, np.arange(per_batch) % 10))
-        add(cifar.META_FILE, ("\n".join(f"class{i}" for i in range(10)) + "\n").encode())
-    return buffer.getvalue()
-
-
 def test_cli_trains_keras_cifar10_on_cifar10_with_adam(tmp_path, monkeypatch, capsys):
     """``minialex train --model keras-cifar10 --dataset cifar10 --optimizer adam`` on a fake, already cached
     archive of 20 + 4 images (the full-size model, a few steps), then evaluate and resume refuse nothing."""
-    archive = _fake_cifar_archive(per_batch=8)
+    archive = cifar_archive(per_batch=8)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive)
     remote = RemoteFile("cifar-10-binary.tar.gz", hashlib.sha256(archive).hexdigest(), ("http://127.0.0.1:9/x",))
     monkeypatch.setitem(datasets.SOURCES, "cifar10", datasets.Source("cifar", (remote,), 40, 8))
